@@ -1,0 +1,228 @@
+"""The apiserver's ASGI application: authentication, discovery, health, and the generic REST routes.
+
+Routes are few and generic — `/api/v1/{path}` and `/apis/{group}/{version}/{path}` — and hand the rest
+of the path to `RestHandler`, which consults the registry. Every `APIError` becomes a Status response;
+anything unexpected is logged and answered as a 500 Status (never a bare stack trace).
+"""
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from api import errors, registry
+from api.errors import APIError
+from apiserver import bootstrap
+from apiserver.allocator import ServiceAllocator
+from apiserver.pki import read_token_file
+from apiserver.rest import RestHandler, json_response
+from apiserver.storage import Store
+from apiserver.watchcache import WatchCache
+
+logger = logging.getLogger(__name__)
+
+VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-minik8s.0.1.0", "gitCommit": "0" * 40,
+           "gitTreeState": "clean", "buildDate": "2026-11-22T00:00:00Z",
+           "goVersion": f"python{platform.python_version()}", "compiler": "cpython",
+           "platform": f"linux/{'amd64' if platform.machine() == 'x86_64' else platform.machine()}"}
+PUBLIC_PATHS = {"/healthz", "/livez", "/readyz", "/version"}
+
+
+@dataclass
+class Settings:
+    etcd_servers: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", 2379)])
+    token_file: Path | None = None
+    service_cidr: str = "10.96.0.0/12"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    advertise_address: str = "127.0.0.1"
+    secure_port: int = 6443
+    watch_window: int = 10000
+
+
+@dataclass
+class User:
+    name: str
+    uid: str
+    groups: list[str]
+
+
+class TokenAuth:
+    """ASGI middleware: a valid bearer token is required everywhere but the health and version paths."""
+
+    def __init__(self, app, tokens: dict[str, User]):
+        self.app = app
+        self.tokens = tokens
+
+    def authenticate(self, header: str | None) -> User | None:
+        if not header or not header.startswith("Bearer "):
+            return None
+        presented = header[7:].strip()
+        for token, user in self.tokens.items():
+            if hmac.compare_digest(token, presented):
+                return user
+        return None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            return await self.app(scope, receive, send)
+        header = None
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                header = v.decode("latin-1")
+                break
+        user = self.authenticate(header)
+        if user is None:
+            response = json_response(errors.unauthorized().status(), 401)
+            return await response(scope, receive, send)
+        scope.setdefault("state", {})["user"] = user
+        return await self.app(scope, receive, send)
+
+
+def load_tokens(path: Path | None) -> dict[str, User]:
+    if path is None:
+        return {}
+    return {tok: User(user, uid, groups) for tok, user, uid, groups in read_token_file(path)}
+
+
+def discovery_resources(group: str, version: str) -> list[dict[str, Any]]:
+    out = []
+    for rd in registry.RESOURCES:
+        if rd.group != group or rd.version != version:
+            continue
+        out.append({"name": rd.plural, "singularName": rd.singular, "namespaced": rd.namespaced, "kind": rd.kind,
+                    "verbs": list(rd.verbs), "shortNames": list(rd.short_names),
+                    "categories": list(rd.categories)})
+        for sub in rd.subresources:
+            entry = {"name": f"{rd.plural}/{sub}", "singularName": "", "namespaced": rd.namespaced,
+                     "kind": rd.kind, "verbs": ["get", "patch", "update"]}
+            if sub == "scale":
+                entry.update(group="autoscaling", version="v1", kind="Scale")
+            elif sub == "binding":
+                entry.update(kind="Binding", verbs=["create"])
+            elif sub == "finalize":
+                entry.update(verbs=["update"])
+            out.append(entry)
+    return out
+
+
+def create_app(settings: Settings) -> FastAPI:
+    store = Store(settings.etcd_servers)
+    cache = WatchCache(store, window=settings.watch_window)
+    allocator = ServiceAllocator(store, settings.service_cidr, settings.node_port_range)
+    handler = RestHandler(store, cache, allocator)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await store.connect()
+        await cache.start()
+        await bootstrap.ensure_system_objects(handler, settings.advertise_address, settings.secure_port)
+        logger.info("apiserver ready")
+        yield
+        await cache.stop()
+        await store.close()
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.cache = cache
+    app.state.store = store
+
+    async def guarded(request: Request, fn, *args) -> Response:
+        try:
+            return await fn(request, *args)
+        except APIError as e:
+            return json_response(e.status(), e.code)
+        except TimeoutError as e:
+            return json_response(errors.timeout(f"the request timed out: {e}").status(), 504)
+        except Exception:
+            logger.exception("internal error serving %s %s", request.method, request.url.path)
+            return json_response(errors.internal("an internal error occurred; see the apiserver log").status(), 500)
+
+    async def core(request: Request) -> Response:
+        parts = [p for p in request.path_params["path"].split("/") if p != ""] if request.path_params.get("path") else []
+        return await guarded(request, handler.handle, "", "v1", parts)
+
+    async def grouped(request: Request) -> Response:
+        p = request.path_params
+        parts = [x for x in p.get("path", "").split("/") if x != ""]
+        return await guarded(request, handler.handle, p["group"], p["version"], parts)
+
+    async def api_versions(request: Request) -> Response:
+        return json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+            {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{settings.advertise_address}:{settings.secure_port}"}]})
+
+    def group_doc(name: str, versions: list[str]) -> dict[str, Any]:
+        vs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+        return {"name": name, "versions": vs, "preferredVersion": vs[0]}
+
+    async def api_groups(request: Request) -> Response:
+        groups = [group_doc(g, vs) for g, vs in registry.groups().items() if g]
+        return json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+
+    async def api_group(request: Request) -> Response:
+        g = request.path_params["group"]
+        vs = registry.groups().get(g)
+        if not g or vs is None:
+            return json_response(errors.APIError(404, "NotFound", "the server could not find the requested "
+                                                                  "resource").status(), 404)
+        return json_response({"kind": "APIGroup", "apiVersion": "v1"} | group_doc(g, vs))
+
+    def resource_list(group: str, version: str) -> Response:
+        res = discovery_resources(group, version)
+        if not res:
+            return json_response(errors.APIError(404, "NotFound", "the server could not find the requested "
+                                                                  "resource").status(), 404)
+        gv = f"{group}/{version}" if group else version
+        return json_response({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": res})
+
+    async def core_resources(request: Request) -> Response:
+        return resource_list("", "v1")
+
+    async def group_resources(request: Request) -> Response:
+        return resource_list(request.path_params["group"], request.path_params["version"])
+
+    async def version(request: Request) -> Response:
+        return json_response(VERSION)
+
+    async def live(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def ready(request: Request) -> Response:
+        if not cache.ready.is_set():
+            return PlainTextResponse("[-]watch-cache not synced\nreadyz check failed", 500)
+        try:
+            await store.current_revision()
+        except Exception as e:
+            return PlainTextResponse(f"[-]etcd failed: {e!r}\nreadyz check failed", 500)
+        return PlainTextResponse("ok")
+
+    verbs = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    r = app.router
+    r.add_route("/version", version, ["GET"])
+    r.add_route("/healthz", live, ["GET"])
+    r.add_route("/livez", live, ["GET"])
+    r.add_route("/readyz", ready, ["GET"])
+    r.add_route("/api", api_versions, ["GET"])
+    r.add_route("/api/v1", core_resources, ["GET"])
+    r.add_route("/api/v1/{path:path}", core, verbs)
+    r.add_route("/apis", api_groups, ["GET"])
+    r.add_route("/apis/{group}", api_group, ["GET"])
+    r.add_route("/apis/{group}/{version}", group_resources, ["GET"])
+    r.add_route("/apis/{group}/{version}/{path:path}", grouped, verbs)
+
+    async def not_found(request: Request, exc) -> Response:
+        return json_response(APIError(404, "NotFound", "the server could not find the requested resource").status(), 404)
+
+    async def method_not_allowed(request: Request, exc) -> Response:
+        return json_response(errors.method_not_allowed(f"{request.method} is not supported here").status(), 405)
+
+    app.add_exception_handler(404, not_found)
+    app.add_exception_handler(405, method_not_allowed)
+    app.add_middleware(TokenAuth, tokens=load_tokens(settings.token_file))
+    return app

@@ -1,0 +1,751 @@
+"""Generic REST handlers: every kind and verb is served by this one module, driven by the registry.
+
+A request path is resolved to (resource, namespace, name, subresource); the verb comes from the HTTP
+method plus `?watch`. Reads are answered from the watch cache (after a consistent-read sync), writes go
+to etcd as guarded transactions through `Storage`. Anything wrong with the request raises `APIError`,
+which the app renders as a Kubernetes Status.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import datetime
+import logging
+import random
+from typing import Any, AsyncIterator
+
+import orjson
+import yaml
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from api import errors, registry
+from api.errors import APIError, Cause
+from api.patch import json_patch, merge_patch, strategic_merge_patch
+from api.registry import ResourceDef
+from api.selectors import parse_field_selector, parse_label_selector
+from apiserver import strategy
+from apiserver.allocator import Exhausted, ServiceAllocator, requested
+from apiserver.storage import CompareFailed, SideEffects, Store
+from apiserver.watchcache import WatchCache
+
+logger = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+MAX_BODY = 3 * 1024 * 1024
+JSON = "application/json"
+NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def json_response(obj: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, media_type=JSON)
+
+
+class Target:
+    """What a request path names."""
+
+    __slots__ = ("rd", "namespace", "name", "sub")
+
+    def __init__(self, rd: ResourceDef, namespace: str | None, name: str | None, sub: str | None):
+        self.rd, self.namespace, self.name, self.sub = rd, namespace, name, sub
+
+    def key(self, name: str | None = None) -> str:
+        name = name or self.name
+        if self.rd.namespaced:
+            return f"{self.rd.storage_prefix()}{self.namespace}/{name}"
+        return f"{self.rd.storage_prefix()}{name}"
+
+    def prefix(self) -> str:
+        if self.rd.namespaced and self.namespace:
+            return f"{self.rd.storage_prefix()}{self.namespace}/"
+        return self.rd.storage_prefix()
+
+
+def resolve(group: str, version: str, parts: list[str]) -> Target:
+    """Map path segments after the group-version to a Target, as Kubernetes' installer lays paths out."""
+    def rd_for(plural: str) -> ResourceDef:
+        rd = registry.lookup(group, version, plural)
+        if rd is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        return rd
+
+    n = len(parts)
+    if n >= 3 and parts[0] == "namespaces":
+        rd = registry.lookup(group, version, parts[2])
+        if rd is not None and rd.namespaced:
+            if n > 5:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            return _checked(Target(rd, parts[1], parts[3] if n > 3 else None, parts[4] if n > 4 else None))
+    if n == 0 or n > 3:
+        raise APIError(404, "NotFound", "the server could not find the requested resource")
+    rd = rd_for(parts[0])
+    return _checked(Target(rd, None, parts[1] if n > 1 else None, parts[2] if n > 2 else None))
+
+
+def _checked(t: Target) -> Target:
+    if t.sub is not None and t.sub not in t.rd.subresources:
+        raise APIError(404, "NotFound", "the server could not find the requested resource")
+    if t.name is not None and t.name == "":
+        raise APIError(404, "NotFound", "the server could not find the requested resource")
+    return t
+
+
+async def read_body(request: Request) -> Obj | list:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        raise errors.too_large("the request body is larger than the 3 MiB limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise errors.too_large("the request body is larger than the 3 MiB limit")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    ctype = (request.headers.get("content-type") or JSON).split(";")[0].strip().lower()
+    if not raw.strip():
+        raise errors.bad_request("the request body is empty")
+    try:
+        if ctype.endswith("yaml"):
+            return yaml.safe_load(raw)
+        return orjson.loads(raw)
+    except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
+        raise errors.bad_request(f"the request body could not be decoded: {str(e).splitlines()[0]}") from None
+
+
+def _require_object(body: Any, what: str = "object") -> Obj:
+    if not isinstance(body, dict):
+        raise errors.bad_request(f"the request body must be a JSON {what}, got {type(body).__name__}")
+    meta = body.get("metadata")
+    if meta is None:
+        body["metadata"] = {}
+    elif not isinstance(meta, dict):
+        raise errors.bad_request("metadata must be an object")
+    return body
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    v = request.query_params.get(name)
+    if v is None or v == "":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise errors.bad_request(f'invalid value for {name}: "{v}" is not an integer') from None
+
+
+def _rv_param(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        rv = int(value)
+        if rv < 0:
+            raise ValueError
+        return rv
+    except ValueError:
+        raise errors.bad_request(f'invalid resource version: "{value}"') from None
+
+
+class Filter:
+    """A request's label and field selectors as one predicate."""
+
+    def __init__(self, rd: ResourceDef, request: Request):
+        self.labels = parse_label_selector(request.query_params.get("labelSelector") or "")
+        self.fields = parse_field_selector(request.query_params.get("fieldSelector") or "")
+        for path, _, _ in self.fields.requirements:
+            if not rd.field_selectable(path):
+                raise errors.bad_request(f'field label not supported: {path}')
+        self.rd = rd
+        self.trivial = self.labels.empty and not self.fields.requirements
+
+    def __call__(self, obj: Obj) -> bool:
+        if self.trivial:
+            return True
+        if not self.labels.matches(obj["metadata"].get("labels")):
+            return False
+        return self.fields.matches(lambda p: self.rd.field_value(obj, p))
+
+
+class RestHandler:
+    def __init__(self, store: Store, cache: WatchCache, allocator: ServiceAllocator):
+        self.store = store
+        self.cache = cache
+        self.allocator = allocator
+
+    # -- entry point ---------------------------------------------------------------------------------
+
+    async def handle(self, request: Request, group: str, version: str, parts: list[str]) -> Response:
+        t = resolve(group, version, parts)
+        if t.rd.namespaced and t.namespace is None and t.name is not None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        m = request.method
+        if t.name is None:
+            if m == "GET":
+                if request.query_params.get("watch") in ("1", "true", "True"):
+                    return await self.watch(request, t)
+                return await self.list(request, t)
+            if m == "POST":
+                return await self.create(request, t)
+            if m == "DELETE":
+                return await self.delete_collection(request, t)
+        else:
+            if m == "GET":
+                if t.sub == "scale":
+                    return json_response(self._scale(t.rd, await self._get_current(t)))
+                return json_response(await self._get_current(t))
+            if m == "PUT":
+                return await self.update(request, t)
+            if m == "PATCH":
+                return await self.patch(request, t)
+            if m == "DELETE" and t.sub is None:
+                return await self.delete(request, t)
+            if m == "POST" and t.sub == "binding":
+                return await self.bind(request, t)
+        raise errors.method_not_allowed(f"{m} is not supported on this resource")
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    async def _get_current(self, t: Target) -> Obj:
+        obj = await self.store.get(t.key())
+        if obj is None:
+            raise errors.not_found(t.rd.plural, t.name, t.rd.group)
+        return obj
+
+    async def list(self, request: Request, t: Target) -> Response:
+        flt = Filter(t.rd, request)
+        limit = _int_param(request, "limit") or 0
+        cont = request.query_params.get("continue")
+        rv = request.query_params.get("resourceVersion")
+        if limit > 0 or cont:
+            return await self._list_paged(t, flt, limit, cont)
+        if rv in (None, ""):
+            try:
+                await self.cache.sync()
+            except TimeoutError:
+                return await self._list_paged(t, flt, 0, None)
+        else:
+            want = _rv_param(rv)
+            if want and not await self.cache.wait_for(want, timeout=3.0):
+                raise errors.timeout(f"Too large resource version: {want}, current: {self.cache.revision}")
+        cache = self.cache.cache_for(t.rd)
+        prefix = t.prefix()
+        revision = self.cache.revision
+        items = [cache.serialized(k) for k, obj in cache.objects.items() if k.startswith(prefix) and flt(obj)]
+        return self._list_response(t.rd, items, revision, None)
+
+    async def _list_paged(self, t: Target, flt: Filter, limit: int, cont: str | None) -> Response:
+        start, revision = None, 0
+        if cont:
+            try:
+                token = orjson.loads(base64.urlsafe_b64decode(cont.encode() + b"=="))
+                start, revision = token["start"], int(token["rv"])
+                if not start.startswith(t.prefix()):
+                    raise ValueError
+            except Exception:
+                raise errors.bad_request("continue key is not valid") from None
+        items: list[bytes] = []
+        more = True
+        try:
+            while more and (limit == 0 or len(items) < limit):
+                want = (limit - len(items)) if limit else 0
+                page, revision, more = await self.store.list(t.prefix(), start=start, limit=want, revision=revision)
+                for obj in page:
+                    if flt(obj):
+                        items.append(orjson.dumps(obj))
+                if page:
+                    start = _key_of(t.rd, page[-1]) + "\x00"
+                if not page:
+                    more = False
+        except Exception as e:
+            if "compacted" in str(e):
+                raise errors.gone("The provided continue parameter is too old to display a consistent list result. "
+                                  "You can start a new list without the continue parameter.") from None
+            raise
+        token = None
+        if more:
+            token = base64.urlsafe_b64encode(orjson.dumps({"start": start, "rv": revision})).decode().rstrip("=")
+        return self._list_response(t.rd, items, revision, token)
+
+    @staticmethod
+    def _list_response(rd: ResourceDef, items: list[bytes], revision: int, cont: str | None) -> Response:
+        meta: dict[str, Any] = {"resourceVersion": str(revision)}
+        if cont:
+            meta["continue"] = cont
+        head = orjson.dumps({"kind": rd.list_kind, "apiVersion": rd.api_version, "metadata": meta})
+        body = head[:-1] + b',"items":[' + b",".join(items) + b"]}"
+        return Response(body, media_type=JSON)
+
+    async def watch(self, request: Request, t: Target) -> Response:
+        flt = Filter(t.rd, request)
+        rv_text = request.query_params.get("resourceVersion")
+        timeout = _int_param(request, "timeoutSeconds")
+        bookmarks = request.query_params.get("allowWatchBookmarks") in ("1", "true", "True")
+        initial = request.query_params.get("sendInitialEvents") in ("1", "true", "True")
+        if initial and not bookmarks:
+            raise errors.bad_request("sendInitialEvents requires allowWatchBookmarks=true")
+        rv = _rv_param(rv_text)
+        if rv_text in (None, "") or rv == 0 or initial:
+            if rv_text in (None, "") and not initial:
+                await self.cache.sync()
+            elif initial and rv_text not in (None, "", "0"):
+                await self.cache.wait_for(rv or 0)
+            send_state, start = True, self.cache.revision
+        else:
+            send_state, start = False, rv
+        cache = self.cache.cache_for(t.rd)
+        ns = t.namespace if t.rd.namespaced else None
+        snapshot = []
+        if send_state:
+            prefix = t.prefix()
+            snapshot = [obj for k, obj in cache.objects.items() if k.startswith(prefix) and flt(obj)]
+        watcher = self.cache.subscribe(t.rd, start, flt, ns)
+        if watcher is None:
+            gone = errors.gone(f"too old resource version: {rv} ({cache.window_start})")
+            line = orjson.dumps({"type": "ERROR", "object": gone.status()}) + b"\n"
+            return Response(line, media_type=JSON)
+        rd = t.rd
+        revision_at_start = start
+
+        async def stream() -> AsyncIterator[bytes]:
+            deadline = None if not timeout else asyncio.get_running_loop().time() + timeout
+            last_rv = revision_at_start
+            try:
+                for obj in snapshot:
+                    yield orjson.dumps({"type": "ADDED", "object": obj}) + b"\n"
+                if initial:
+                    yield self._bookmark(rd, revision_at_start, initial_end=True)
+                while True:
+                    wait = 5.0 if bookmarks else 60.0
+                    if deadline is not None:
+                        wait = min(wait, deadline - asyncio.get_running_loop().time())
+                        if wait <= 0:
+                            return
+                    try:
+                        ev = await asyncio.wait_for(watcher.queue.get(), wait)
+                    except TimeoutError:
+                        if bookmarks and self.cache.revision > last_rv:
+                            last_rv = self.cache.revision
+                            yield self._bookmark(rd, last_rv)
+                        continue
+                    if ev is None:
+                        return
+                    last_rv = ev.rv
+                    yield ev.line()
+            finally:
+                watcher.close()
+
+        return StreamingResponse(stream(), media_type=JSON)
+
+    @staticmethod
+    def _bookmark(rd: ResourceDef, rv: int, initial_end: bool = False) -> bytes:
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        return orjson.dumps({"type": "BOOKMARK", "object": {"kind": rd.kind, "apiVersion": rd.api_version,
+                                                             "metadata": meta}}) + b"\n"
+
+    # -- create --------------------------------------------------------------------------------------
+
+    def _check_type(self, rd: ResourceDef, body: Obj) -> None:
+        kind, api_version = body.get("kind"), body.get("apiVersion")
+        if kind is not None and kind != rd.kind:
+            raise errors.bad_request(f"the body is a {kind!s}, not a {rd.kind} as the URL says")
+        if api_version is not None and api_version != rd.api_version:
+            raise errors.bad_request(f"the body has apiVersion {api_version!s}, expected {rd.api_version}")
+
+    def _check_namespace(self, t: Target, body: Obj) -> None:
+        meta = body["metadata"]
+        if t.rd.namespaced:
+            ns = meta.get("namespace")
+            if ns not in (None, "") and ns != t.namespace:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace "
+                                         "sent on the request")
+            meta["namespace"] = t.namespace
+        elif meta.get("namespace"):
+            meta.pop("namespace")
+
+    async def _namespace_usable(self, ns: str) -> None:
+        key = f"/registry/namespaces/{ns}"
+        obj = self.cache.cache_for(registry.lookup("", "v1", "namespaces")).objects.get(key)
+        if obj is None:
+            obj = await self.store.get(key)
+        if obj is None:
+            raise errors.not_found("namespaces", ns)
+        if obj["metadata"].get("deletionTimestamp") or (obj.get("status") or {}).get("phase") == "Terminating":
+            raise APIError(403, "Forbidden", f'unable to create new content in namespace {ns} because it is being '
+                                             f'terminated', name=ns, kind="namespaces")
+
+    def _invalid(self, rd: ResourceDef, obj: Obj, causes: list[Cause]) -> APIError:
+        return errors.invalid(rd.kind, str(obj["metadata"].get("name") or ""), causes, rd.group)
+
+    async def create(self, request: Request, t: Target) -> Response:
+        if t.sub is not None:
+            raise errors.method_not_allowed(f"POST is not supported on {t.rd.plural}/{t.sub}")
+        body = _require_object(await read_body(request))
+        self._check_type(t.rd, body)
+        if t.rd.namespaced and not t.namespace:
+            raise errors.bad_request("a namespaced object must be created inside a namespace")
+        self._check_namespace(t, body)
+        meta = body["metadata"]
+        generate = meta.get("generateName")
+        generated = not meta.get("name") and isinstance(generate, str) and bool(generate)
+        if generated:
+            meta["name"] = generate + "".join(random.choices(NAME_CHARS, k=5))
+        strategy.prepare_for_create(t.rd, body)
+        t.rd.default(body)
+        causes = t.rd.validate(body)
+        if t.rd.kind == "Service":
+            causes += self.allocator.check_requested(body)
+        if causes:
+            raise self._invalid(t.rd, body, causes)
+        if t.rd.namespaced:
+            await self._namespace_usable(t.namespace)
+        dry_run = request.query_params.get("dryRun") == "All"
+        for attempt in range(8):
+            obj = copy.deepcopy(body) if t.rd.kind == "Service" else body
+            side = await self._allocate(t.rd, obj, None, set(), set())
+            if dry_run:
+                return json_response(obj, 201)
+            try:
+                rev = await self.store.create(t.key(obj["metadata"]["name"]), obj, side)
+            except CompareFailed as e:
+                if e.current is not None:
+                    if generated and attempt < 7:
+                        body["metadata"]["name"] = generate + "".join(random.choices(NAME_CHARS, k=5))
+                        continue
+                    raise errors.already_exists(t.rd.plural, obj["metadata"]["name"], t.rd.group) from None
+                if e.side_key_taken and self._was_requested(body, e.side_key_taken):
+                    raise self._invalid(t.rd, body, [self._taken_cause(e.side_key_taken)]) from None
+                continue
+            obj["metadata"]["resourceVersion"] = str(rev)
+            return json_response(obj, 201)
+        raise errors.internal("could not allocate a free address after several attempts")
+
+    @staticmethod
+    def _was_requested(original: Obj, side_key: str) -> bool:
+        ip, ports = requested(original)
+        value = side_key.rsplit("/", 1)[1]
+        return value == ip or (value.isdigit() and int(value) in ports)
+
+    @staticmethod
+    def _taken_cause(side_key: str) -> Cause:
+        value = side_key.rsplit("/", 1)[1]
+        if value.isdigit():
+            return Cause("spec.ports[].nodePort", f"Invalid value: {value}: provided port is already allocated")
+        return Cause("spec.clusterIPs", f'Invalid value: ["{value}"]: failed to allocate IP {value}: '
+                                        f'provided IP is already allocated')
+
+    async def _allocate(self, rd: ResourceDef, obj: Obj, old: Obj | None, avoid_ips: set[str],
+                        avoid_ports: set[int]) -> SideEffects | None:
+        if rd.kind != "Service":
+            return None
+        try:
+            await self.allocator.fill(obj, old, avoid_ips, avoid_ports)
+        except Exhausted as e:
+            raise errors.invalid("Service", obj["metadata"]["name"],
+                                 [Cause("spec.ports[].nodePort", str(e))]) from None
+        return self.allocator.side_effects(obj, old)
+
+    # -- update / patch ------------------------------------------------------------------------------
+
+    async def update(self, request: Request, t: Target) -> Response:
+        body = _require_object(await read_body(request))
+        if t.sub == "scale":
+            return await self._update_scale(request, t, body)
+        self._check_type(t.rd, body)
+        self._check_namespace(t, body)
+        name = body["metadata"].get("name")
+        if name not in (None, "") and name != t.name:
+            raise errors.bad_request(f'the name of the object ({name}) does not match the name on the URL ({t.name})')
+        body["metadata"]["name"] = t.name
+        want_rv = _rv_param(str(body["metadata"].get("resourceVersion") or "")) if body["metadata"].get(
+            "resourceVersion") not in (None, "") else None
+        return json_response(await self._write(t, lambda _cur: copy.deepcopy(body), want_rv))
+
+    async def patch(self, request: Request, t: Target) -> Response:
+        ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        kinds = {"application/merge-patch+json": "merge", "application/json-patch+json": "json",
+                 "application/strategic-merge-patch+json": "strategic"}
+        if ctype not in kinds:
+            raise errors.unsupported_media_type(f"the body of the request was in an unknown format - accepted "
+                                                f"media types include: {', '.join(kinds)}")
+        body = await read_body(request)
+        kind = kinds[ctype]
+        if kind == "json" and not isinstance(body, list):
+            raise errors.bad_request("a JSON patch must be a list of operations")
+        if kind != "json" and not isinstance(body, dict):
+            raise errors.bad_request("a merge patch must be a JSON object")
+
+        def apply(current: Obj) -> Obj:
+            base = self._scale(t.rd, current) if t.sub == "scale" else current
+            if kind == "merge":
+                out = merge_patch(base, body)
+            elif kind == "json":
+                out = json_patch(base, body)
+            else:
+                out = strategic_merge_patch(base, body)
+            if not isinstance(out, dict) or not isinstance(out.get("metadata", {}), dict):
+                raise errors.bad_request("the patch produced something that is not an object")
+            if t.sub == "scale":
+                out = self._apply_scale(t.rd, current, out)
+            out.setdefault("metadata", {})
+            return out
+
+        want_rv = None
+        if isinstance(body, dict) and isinstance(body.get("metadata"), dict) and body["metadata"].get("resourceVersion"):
+            want_rv = _rv_param(str(body["metadata"]["resourceVersion"]))
+        result = await self._write(t, apply, want_rv, patch=True)
+        return json_response(self._scale(t.rd, result) if t.sub == "scale" else result)
+
+    async def _write(self, t: Target, make, want_rv: int | None, patch: bool = False) -> Obj:
+        """Read the current object, derive the new one, and store it guarded by the revision read.
+
+        Without a resourceVersion precondition a lost race is retried against the fresh object (as
+        Kubernetes' GuaranteedUpdate does); with one, it is a 409 Conflict."""
+        sub = None if t.sub == "scale" else t.sub
+        for _ in range(16):
+            current = await self._get_current(t)
+            cur_rv = int(current["metadata"]["resourceVersion"])
+            if want_rv is not None and want_rv != cur_rv:
+                raise errors.conflict(t.rd.plural, t.name, "the object has been modified; please apply your "
+                                                           "changes to the latest version and try again", t.rd.group)
+            new = make(copy.deepcopy(current))
+            if not isinstance(new.get("metadata"), dict):
+                raise errors.bad_request("metadata must be an object")
+            self._check_type(t.rd, new)
+            new_meta = new["metadata"]
+            if new_meta.get("name") not in (None, t.name):
+                raise errors.bad_request("the name of the object does not match the name on the URL")
+            new_meta["name"] = t.name
+            if t.rd.namespaced:
+                new_meta["namespace"] = t.namespace
+            new = strategy.prepare_for_update(t.rd, new, current, sub)
+            t.rd.default(new)
+            causes = t.rd.validate(new, current)
+            if t.rd.kind == "Service" and sub is None:
+                causes += self.allocator.check_requested(new)
+            if causes:
+                raise self._invalid(t.rd, new, causes)
+            new_meta = new["metadata"]
+            new_meta["resourceVersion"] = current["metadata"]["resourceVersion"]
+            if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers") and not self._awaits_kubelet(t.rd, new):
+                try:
+                    return await self._final_delete(t, new, cur_rv)
+                except CompareFailed:
+                    continue
+            if new == current:
+                return current
+            side = await self._allocate(t.rd, new, current, set(), set()) if sub is None else None
+            try:
+                rev = await self.store.update(t.key(), new, cur_rv, side)
+            except CompareFailed as e:
+                if e.side_key_taken and self._was_requested(new, e.side_key_taken) and \
+                        e.side_key_taken not in self.allocator.held_keys(current):
+                    raise self._invalid(t.rd, new, [self._taken_cause(e.side_key_taken)]) from None
+                if e.current is None:
+                    raise errors.not_found(t.rd.plural, t.name, t.rd.group) from None
+                if want_rv is not None:
+                    raise errors.conflict(t.rd.plural, t.name, "the object has been modified; please apply your "
+                                                               "changes to the latest version and try again",
+                                          t.rd.group) from None
+                continue
+            new_meta["resourceVersion"] = str(rev)
+            return new
+        raise errors.conflict(t.rd.plural, t.name, "too many concurrent writers; try again", t.rd.group)
+
+    @staticmethod
+    def _awaits_kubelet(rd: ResourceDef, obj: Obj) -> bool:
+        """A pod being deleted gracefully stays until its kubelet deletes it with grace 0."""
+        return rd.kind == "Pod" and bool(obj["metadata"].get("deletionGracePeriodSeconds"))
+
+    # -- scale ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _scale(rd: ResourceDef, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        sel = status.get("selector") or ""
+        if not sel:
+            from api.selectors import selector_from_dict
+            sel = str(selector_from_dict(spec.get("selector") or {}))
+        return {
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                         "resourceVersion": meta.get("resourceVersion"),
+                         "creationTimestamp": meta.get("creationTimestamp")},
+            "spec": {"replicas": spec.get("replicas", 0)},
+            "status": {"replicas": status.get("replicas", 0), "selector": sel},
+        }
+
+    @staticmethod
+    def _apply_scale(rd: ResourceDef, current: Obj, scale: Obj) -> Obj:
+        replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale.get("spec"), dict) else None
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise errors.invalid("Scale", current["metadata"]["name"],
+                                 [Cause("spec.replicas", f"Invalid value: {replicas!r}: must be a non-negative integer")],
+                                 "autoscaling")
+        out = copy.deepcopy(current)
+        out.setdefault("spec", {})["replicas"] = replicas
+        rv = (scale.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            out["metadata"]["resourceVersion"] = rv
+        return out
+
+    async def _update_scale(self, request: Request, t: Target, body: Obj) -> Response:
+        want = body["metadata"].get("resourceVersion")
+        want_rv = _rv_param(str(want)) if want not in (None, "") else None
+        result = await self._write(t, lambda cur: self._apply_scale(t.rd, cur, body), want_rv)
+        return json_response(self._scale(t.rd, result))
+
+    # -- binding -------------------------------------------------------------------------------------
+
+    async def bind(self, request: Request, t: Target) -> Response:
+        body = _require_object(await read_body(request))
+        target = body.get("target")
+        node = target.get("name") if isinstance(target, dict) else None
+        if not isinstance(node, str) or not node:
+            raise errors.invalid("Binding", t.name, [Cause("target.name", "Required value", "FieldValueRequired")])
+        for _ in range(16):
+            pod = await self._get_current(t)
+            rv = int(pod["metadata"]["resourceVersion"])
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.conflict("pods", t.name, "pod is being deleted, cannot be assigned to a host")
+            if (pod.get("spec") or {}).get("nodeName"):
+                raise errors.conflict("pods", t.name, f'pod {t.name} is already assigned to node '
+                                                      f'"{pod["spec"]["nodeName"]}"')
+            pod["spec"]["nodeName"] = node
+            conds = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": strategy.now_rfc3339()})
+            pod.setdefault("status", {})["conditions"] = conds
+            try:
+                await self.store.update(t.key(), pod, rv)
+            except CompareFailed:
+                continue
+            return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                  "code": 201}, 201)
+        raise errors.conflict("pods", t.name, "too many concurrent writers")
+
+    # -- delete --------------------------------------------------------------------------------------
+
+    async def _delete_options(self, request: Request) -> Obj:
+        opts: Obj = {}
+        if request.headers.get("content-length") not in (None, "0") or request.headers.get("transfer-encoding"):
+            raw = await request.body()
+            if len(raw) > MAX_BODY:
+                raise errors.too_large("the request body is larger than the 3 MiB limit")
+            if raw.strip():
+                try:
+                    opts = orjson.loads(raw)
+                except orjson.JSONDecodeError as e:
+                    raise errors.bad_request(f"the DeleteOptions could not be decoded: {e}") from None
+                if not isinstance(opts, dict):
+                    raise errors.bad_request("DeleteOptions must be an object")
+        q = request.query_params
+        if "gracePeriodSeconds" in q:
+            opts["gracePeriodSeconds"] = _int_param(request, "gracePeriodSeconds")
+        if "propagationPolicy" in q:
+            opts["propagationPolicy"] = q["propagationPolicy"]
+        if "orphanDependents" in q:
+            opts["orphanDependents"] = q["orphanDependents"] in ("true", "1")
+        policy = opts.get("propagationPolicy")
+        if policy not in (None, "Orphan", "Foreground", "Background"):
+            raise errors.invalid("DeleteOptions", "", [Cause("propagationPolicy", f'Unsupported value: "{policy}": '
+                                 'supported values: "Foreground", "Background", "Orphan"', "FieldValueNotSupported")])
+        grace = opts.get("gracePeriodSeconds")
+        if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
+            raise errors.bad_request("gracePeriodSeconds must be an integer")
+        return opts
+
+    async def delete(self, request: Request, t: Target) -> Response:
+        opts = await self._delete_options(request)
+        return json_response(await self._delete_one(t, opts))
+
+    async def _delete_one(self, t: Target, opts: Obj) -> Obj:
+        pre = opts.get("preconditions") or {}
+        policy = opts.get("propagationPolicy")
+        if policy is None and opts.get("orphanDependents") is not None:
+            policy = "Orphan" if opts["orphanDependents"] else "Background"
+        for _ in range(16):
+            current = await self._get_current(t)
+            meta = current["metadata"]
+            rv = int(meta["resourceVersion"])
+            if pre.get("uid") and pre["uid"] != meta.get("uid"):
+                raise errors.conflict(t.rd.plural, t.name, f'Precondition failed: UID in precondition: {pre["uid"]}, '
+                                                           f'UID in object meta: {meta.get("uid")}', t.rd.group)
+            if pre.get("resourceVersion") and str(pre["resourceVersion"]) != meta["resourceVersion"]:
+                raise errors.conflict(t.rd.plural, t.name, "Precondition failed: resourceVersion in precondition "
+                                                           f'{pre["resourceVersion"]}, resourceVersion in object meta: '
+                                                           f'{meta["resourceVersion"]}', t.rd.group)
+            new = copy.deepcopy(current)
+            nmeta = new["metadata"]
+            finalizers = list(nmeta.get("finalizers") or [])
+            if policy == "Orphan" and "orphan" not in finalizers:
+                finalizers.append("orphan")
+            if policy == "Foreground" and "foregroundDeletion" not in finalizers:
+                finalizers.append("foregroundDeletion")
+            if policy in ("Orphan", "Foreground"):
+                # The policy chosen last wins, as in Kubernetes.
+                drop = "foregroundDeletion" if policy == "Orphan" else "orphan"
+                finalizers = [f for f in finalizers if f != drop]
+            grace = strategy.pod_delete_grace(current, opts.get("gracePeriodSeconds")) if t.rd.kind == "Pod" else 0
+            if nmeta.get("deletionGracePeriodSeconds") is not None:
+                grace = min(grace, nmeta["deletionGracePeriodSeconds"])
+            if not finalizers and grace == 0:
+                try:
+                    return await self._final_delete(t, current, rv)
+                except CompareFailed as e:
+                    if e.current is None:
+                        raise errors.not_found(t.rd.plural, t.name, t.rd.group) from None
+                    continue
+            if finalizers:
+                nmeta["finalizers"] = finalizers
+            now = datetime.datetime.now(datetime.timezone.utc)
+            if not nmeta.get("deletionTimestamp") or grace < (nmeta.get("deletionGracePeriodSeconds") or 0):
+                nmeta["deletionTimestamp"] = strategy.rfc3339(now + datetime.timedelta(seconds=grace))
+                nmeta["deletionGracePeriodSeconds"] = grace
+            if t.rd.kind == "Namespace":
+                new.setdefault("status", {})["phase"] = "Terminating"
+            if t.rd.tracks_generation and not current["metadata"].get("deletionTimestamp"):
+                nmeta["generation"] = int(nmeta.get("generation") or 0) + 1
+            if new == current:
+                return current
+            try:
+                new_rv = await self.store.update(t.key(), new, rv)
+            except CompareFailed as e:
+                if e.current is None:
+                    raise errors.not_found(t.rd.plural, t.name, t.rd.group) from None
+                continue
+            nmeta["resourceVersion"] = str(new_rv)
+            return new
+        raise errors.conflict(t.rd.plural, t.name, "too many concurrent writers", t.rd.group)
+
+    async def _final_delete(self, t: Target, obj: Obj, rv: int) -> Obj:
+        side = self.allocator.release(obj) if t.rd.kind == "Service" else None
+        await self.store.delete(t.key(), rv, side)
+        return obj
+
+    async def delete_collection(self, request: Request, t: Target) -> Response:
+        flt = Filter(t.rd, request)
+        opts = await self._delete_options(request)
+        await self.cache.sync()
+        cache = self.cache.cache_for(t.rd)
+        prefix = t.prefix()
+        names = [(obj["metadata"].get("namespace"), obj["metadata"]["name"])
+                 for k, obj in list(cache.objects.items()) if k.startswith(prefix) and flt(obj)]
+        deleted = []
+        for ns, name in names:
+            try:
+                deleted.append(await self._delete_one(Target(t.rd, ns, name, None), opts))
+            except APIError as e:
+                if e.code != 404:
+                    raise
+        return self._list_response(t.rd, [orjson.dumps(o) for o in deleted], self.cache.revision, None)
+
+
+def _key_of(rd: ResourceDef, obj: Obj) -> str:
+    meta = obj["metadata"]
+    if rd.namespaced:
+        return f"{rd.storage_prefix()}{meta['namespace']}/{meta['name']}"
+    return f"{rd.storage_prefix()}{meta['name']}"

@@ -1,0 +1,124 @@
+"""`minik8s up`: a whole single-node cluster as child processes of one command.
+
+It makes the cluster's certificates and per-component tokens on first start (kept in the data
+directory, so a second `up` on the same directory keeps every object and credential), starts etcd,
+then the apiserver and every other component, waits for the API to be ready, writes
+`admin.kubeconfig`, and supervises: a child that dies is restarted; Ctrl-C or SIGTERM stops all of them
+in reverse order.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from apiserver.pki import COMPONENTS, ensure_pki, ensure_tokens
+from cli.etcd import EtcdProcess
+from client.kubeconfig import write_kubeconfig
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/minik8s")
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "minik8s"
+
+
+class Child:
+    def __init__(self, name: str, cmd: list[str], log: Path):
+        self.name, self.cmd, self.log = name, cmd, log
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_ready(url: str, ca: Path, timeout: float = 30) -> None:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/readyz", context=ctx, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError as e:
+            last = e
+        time.sleep(0.1)
+    raise RuntimeError(f"apiserver not ready after {timeout}s: {last}")
+
+
+def run_up(args) -> int:
+    data = Path(args.data_dir) if args.data_dir else default_data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    logs = data / "logs"
+    logs.mkdir(exist_ok=True)
+    host = args.bind_address if args.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
+    pki = ensure_pki(data / "pki", [host])
+    tokens = ensure_tokens(data / "tokens.csv")
+    server = f"https://{host}:{args.secure_port}"
+    ca_pem = pki["ca"].read_bytes()
+    kubeconfigs = data / "kubeconfigs"
+    kubeconfigs.mkdir(exist_ok=True)
+    for identity in COMPONENTS:
+        safe = identity.replace("system:", "").replace(":", "-")
+        write_kubeconfig(kubeconfigs / f"{safe}.kubeconfig", server=server, ca_pem=ca_pem, token=tokens[identity],
+                         user=identity)
+
+    etcd = EtcdProcess(data / "etcd", args.etcd_port, args.etcd_peer_port, log_path=logs / "etcd.log")
+    etcd.start()
+    py = sys.executable
+    children = [Child("apiserver", [py, "-m", "cli.main", "apiserver", "--etcd-servers", etcd.url,
+                                    "--secure-port", str(args.secure_port), "--bind-address", args.bind_address,
+                                    "--advertise-address", host,
+                                    "--tls-cert-file", str(pki["cert"]), "--tls-private-key-file", str(pki["key"]),
+                                    "--token-auth-file", str(data / "tokens.csv")], logs / "apiserver.log")]
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for c in children:
+            c.start()
+        wait_ready(server, pki["ca"])
+        admin = data / "admin.kubeconfig"
+        write_kubeconfig(admin, server=server, ca_pem=ca_pem, token=tokens["admin"], user="admin")
+        print(f"minik8s is up: API {server}, kubeconfig {admin}, logs {logs}\n"
+              f"  try: curl --cacert {pki['ca']} -H \"Authorization: Bearer $(grep -o 'token: .*' {admin} | cut -d' ' -f2)\" "
+              f"{server}/api/v1/namespaces", flush=True)
+        while not stopping:
+            time.sleep(0.2)
+            for c in children:
+                if c.proc and c.proc.poll() is not None and not stopping:
+                    c.restarts += 1
+                    print(f"{c.name} exited with {c.proc.returncode}; restarting (see {c.log})", flush=True)
+                    time.sleep(min(5, 0.5 * c.restarts))
+                    c.start()
+            if etcd.proc and etcd.proc.poll() is not None and not stopping:
+                print("etcd exited; restarting", flush=True)
+                etcd.start()
+    finally:
+        for c in reversed(children):
+            c.stop()
+        etcd.stop()
+        print("minik8s stopped", flush=True)
+    return 0

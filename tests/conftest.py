@@ -1,0 +1,113 @@
+"""Shared fixtures: a real etcd and a real apiserver process, started once per test session.
+
+Nothing here fakes storage: the apiserver fixture is the `minik8s apiserver` command serving HTTPS
+against an etcd child process on free ports in a temporary directory.
+"""
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from apiserver.pki import ensure_pki, ensure_tokens  # noqa: E402
+from cli.etcd import EtcdProcess, free_port  # noqa: E402
+
+
+@dataclass
+class ApiServer:
+    url: str
+    ca: Path
+    tokens: dict[str, str]
+    proc: subprocess.Popen
+    cmd: list[str]
+    log: Path
+
+    @property
+    def admin_token(self) -> str:
+        return self.tokens["admin"]
+
+    def headers(self, identity: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[identity]}"}
+
+    def http(self, identity: str = "admin", **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.url, verify=str(self.ca), headers=self.headers(identity), timeout=30, **kw)
+
+    def ahttp(self, identity: str = "admin", **kw) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, verify=str(self.ca), headers=self.headers(identity), timeout=30,
+                                 **kw)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        wait_ready(self.url, self.ca)
+
+
+def wait_ready(url: str, ca: Path, timeout: float = 30) -> None:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/readyz", context=ctx, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"apiserver at {url} not ready")
+
+
+@pytest.fixture(scope="session")
+def etcd(tmp_path_factory):
+    d = tmp_path_factory.mktemp("etcd")
+    proc = EtcdProcess(d / "data", free_port(), free_port(), log_path=d / "etcd.log").start()
+    yield proc
+    proc.stop()
+
+
+def start_apiserver(etcd: EtcdProcess, d: Path, *extra: str) -> ApiServer:
+    pki = ensure_pki(d / "pki")
+    tokens = ensure_tokens(d / "tokens.csv")
+    port = free_port()
+    cmd = [sys.executable, "-m", "cli.main", "apiserver", "--etcd-servers", etcd.url, "--secure-port", str(port),
+           "--bind-address", "127.0.0.1", "--tls-cert-file", str(pki["cert"]),
+           "--tls-private-key-file", str(pki["key"]), "--token-auth-file", str(d / "tokens.csv"), *extra]
+    server = ApiServer(f"https://127.0.0.1:{port}", pki["ca"], tokens, None, cmd, d / "apiserver.log")  # type: ignore[arg-type]
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def apiserver(etcd, tmp_path_factory):
+    server = start_apiserver(etcd, tmp_path_factory.mktemp("apiserver"))
+    yield server
+    server.proc.terminate()
+    server.proc.wait(10)
+
+
+@pytest.fixture
+def http(apiserver):
+    with apiserver.http() as c:
+        yield c
+
+
+@pytest.fixture
+def namespace(http, request):
+    """A fresh namespace per test, so tests never see each other's objects."""
+    name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-") + "-" + os.urandom(2).hex()
+    r = http.post("/api/v1/namespaces", json={"metadata": {"name": name}})
+    assert r.status_code == 201, r.text
+    return name
