@@ -41,10 +41,10 @@ class ApiServer:
         return {"Authorization": f"Bearer {self.tokens[identity]}"}
 
     def http(self, identity: str = "admin", **kw) -> httpx.Client:
-        return httpx.Client(base_url=self.url, verify=str(self.ca), headers=self.headers(identity), timeout=30, **kw)
+        return httpx.Client(base_url=self.url, verify=ssl.create_default_context(cafile=str(self.ca)), headers=self.headers(identity), timeout=30, **kw)
 
     def ahttp(self, identity: str = "admin", **kw) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, verify=str(self.ca), headers=self.headers(identity), timeout=30,
+        return httpx.AsyncClient(base_url=self.url, verify=ssl.create_default_context(cafile=str(self.ca)), headers=self.headers(identity), timeout=30,
                                  **kw)
 
     def kill(self) -> None:
@@ -54,13 +54,15 @@ class ApiServer:
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        wait_ready(self.url, self.ca)
+        wait_ready(self.url, self.ca, self.proc, self.log)
 
 
-def wait_ready(url: str, ca: Path, timeout: float = 30) -> None:
+def wait_ready(url: str, ca: Path, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
     ctx = ssl.create_default_context(cafile=str(ca))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"apiserver exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(url + "/readyz", context=ctx, timeout=2) as r:
                 if r.status == 200:
