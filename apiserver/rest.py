@@ -529,7 +529,8 @@ class RestHandler:
                 raise self._invalid(t.rd, new, causes)
             new_meta = new["metadata"]
             new_meta["resourceVersion"] = current["metadata"]["resourceVersion"]
-            if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers") and not self._awaits_kubelet(t.rd, new):
+            if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers") and \
+                    not self._awaits_kubelet(t.rd, new) and not _namespace_finalizers(new):
                 try:
                     return await self._final_delete(t, new, cur_rv)
                 except CompareFailed:
@@ -692,7 +693,7 @@ class RestHandler:
             grace = strategy.pod_delete_grace(current, opts.get("gracePeriodSeconds")) if t.rd.kind == "Pod" else 0
             if nmeta.get("deletionGracePeriodSeconds") is not None:
                 grace = min(grace, nmeta["deletionGracePeriodSeconds"])
-            if not finalizers and grace == 0:
+            if not finalizers and grace == 0 and not _namespace_finalizers(new):
                 try:
                     return await self._final_delete(t, current, rv)
                 except CompareFailed as e:
@@ -742,6 +743,14 @@ class RestHandler:
                 if e.code != 404:
                     raise
         return self._list_response(t.rd, [orjson.dumps(o) for o in deleted], self.cache.revision, None)
+
+
+def _namespace_finalizers(obj: Obj) -> list:
+    """Namespaces also wait for `spec.finalizers` (emptied through /finalize by the namespace controller)."""
+    if obj.get("kind") != "Namespace":
+        return []
+    spec = obj.get("spec")
+    return (spec.get("finalizers") or []) if isinstance(spec, dict) else []
 
 
 def _key_of(rd: ResourceDef, obj: Obj) -> str:

@@ -51,7 +51,7 @@ def prepare_for_create(rd: ResourceDef, obj: Obj) -> None:
     if rd.has_status and rd.kind not in KEEP_STATUS_ON_CREATE:
         obj["status"] = {}
     if rd.kind == "Pod":
-        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec"))}
     elif rd.kind == "Namespace":
         obj["status"] = {"phase": "Active"}
     elif rd.kind == "Job":
@@ -66,6 +66,10 @@ def prepare_for_update(rd: ResourceDef, new: Obj, old: Obj, subresource: str | N
         out = copy.deepcopy(old)
         out["status"] = new.get("status", {})
         out["metadata"]["resourceVersion"] = new["metadata"].get("resourceVersion", old["metadata"]["resourceVersion"])
+        return out
+    if subresource == "finalize":
+        out = copy.deepcopy(old)
+        out.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []
         return out
     meta, old_meta = new["metadata"], old["metadata"]
     for k in ("creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
@@ -105,14 +109,17 @@ def _keep_service_allocations(new: Obj, old: Obj) -> None:
                 p["nodePort"] = kept
 
 
-def qos_class(spec: Obj) -> str:
-    containers = [c for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
-                  if isinstance(c, dict)]
+def qos_class(spec: Any) -> str:
+    if not isinstance(spec, dict):
+        return "BestEffort"
+    listed = [spec.get("containers"), spec.get("initContainers")]
+    containers = [c for group in listed if isinstance(group, list) for c in group if isinstance(c, dict)]
     requests_any = limits_all = False
     guaranteed = bool(containers)
     for c in containers:
-        res = c.get("resources") or {}
-        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        res = c.get("resources") if isinstance(c.get("resources"), dict) else {}
+        req = res.get("requests") if isinstance(res.get("requests"), dict) else {}
+        lim = res.get("limits") if isinstance(res.get("limits"), dict) else {}
         if req or lim:
             requests_any = True
         for r in ("cpu", "memory"):

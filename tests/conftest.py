@@ -6,6 +6,7 @@ against an etcd child process on free ports in a temporary directory.
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -109,7 +110,8 @@ def http(apiserver):
 @pytest.fixture
 def namespace(http, request):
     """A fresh namespace per test, so tests never see each other's objects."""
-    name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-") + "-" + os.urandom(2).hex()
+    slug = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower().replace("_", "-"))[:40].strip("-")
+    name = f"t-{slug}-{os.urandom(2).hex()}"
     r = http.post("/api/v1/namespaces", json={"metadata": {"name": name}})
     assert r.status_code == 201, r.text
     return name
