@@ -395,7 +395,7 @@ class RestHandler:
         strategy.prepare_for_create(t.rd, body)
         t.rd.default(body)
         causes = t.rd.validate(body)
-        if t.rd.kind == "Service":
+        if t.rd.kind == "Service" and not causes:
             causes += self.allocator.check_requested(body)
         if causes:
             raise self._invalid(t.rd, body, causes)
@@ -523,7 +523,7 @@ class RestHandler:
             new = strategy.prepare_for_update(t.rd, new, current, sub)
             t.rd.default(new)
             causes = t.rd.validate(new, current)
-            if t.rd.kind == "Service" and sub is None:
+            if t.rd.kind == "Service" and sub is None and not causes:
                 causes += self.allocator.check_requested(new)
             if causes:
                 raise self._invalid(t.rd, new, causes)
