@@ -102,9 +102,9 @@ def run_up(args) -> int:
         wait_ready(server, pki["ca"])
         admin = data / "admin.kubeconfig"
         write_kubeconfig(admin, server=server, ca_pem=ca_pem, token=tokens["admin"], user="admin")
-        print(f"minik8s is up: API {server}, kubeconfig {admin}, logs {logs}\n"
-              f"  try: curl --cacert {pki['ca']} -H \"Authorization: Bearer $(grep -o 'token: .*' {admin} | cut -d' ' -f2)\" "
-              f"{server}/api/v1/namespaces", flush=True)
+        token_cmd = f"$(awk '/token:/{{print $2}}' {admin})"
+        print(f"minik8s ready: API {server}, kubeconfig {admin}, logs {logs}; try: curl --cacert {pki['ca']} "
+              f"-H \"Authorization: Bearer {token_cmd}\" {server}/api/v1/namespaces", flush=True)
         while not stopping:
             time.sleep(0.2)
             for c in children:
