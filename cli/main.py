@@ -37,6 +37,26 @@ def cmd_apiserver(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_controller_manager(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from controllers.manager import run_controller_manager
+
+    return asyncio.run(run_controller_manager(
+        kubeconfig=args.kubeconfig, controllers=args.controllers, leader_elect=args.leader_elect,
+        health_port=args.health_port, identity=args.identity, lease_duration=args.leader_elect_lease_duration,
+        renew_deadline=args.leader_elect_renew_deadline, retry_period=args.leader_elect_retry_period,
+        cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size))
+
+
+def _leader_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15)
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10)
+    p.add_argument("--leader-elect-retry-period", type=float, default=2)
+    p.add_argument("--identity", default=None, help="leader-election identity (default: hostname_pid)")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from cli.up import run_up
 
@@ -61,12 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--watch-cache-size", type=int, default=10000, help="events kept per resource for watch resume")
     a.set_defaults(fn=cmd_apiserver)
 
+    c = sub.add_parser("controller-manager", help="run the controllers (leader-elected)")
+    c.add_argument("--kubeconfig", required=True)
+    c.add_argument("--controllers", default="*", help="'*' for all, 'name' to enable, '-name' to disable")
+    c.add_argument("--health-port", type=int, default=10257)
+    c.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    c.add_argument("--node-cidr-mask-size", type=int, default=24)
+    _leader_flags(c)
+    c.set_defaults(fn=cmd_controller_manager)
+
     u = sub.add_parser("up", help="run a single-node cluster with a local etcd")
     u.add_argument("--data-dir", default=None, help="where etcd data, certificates and kubeconfigs live")
     u.add_argument("--etcd-port", type=int, default=2379)
     u.add_argument("--etcd-peer-port", type=int, default=2380)
     u.add_argument("--secure-port", type=int, default=6443)
     u.add_argument("--bind-address", default="127.0.0.1")
+    u.add_argument("--controller-manager-health-port", type=int, default=10257)
     u.set_defaults(fn=cmd_up)
     return p
 

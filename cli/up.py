@@ -87,7 +87,11 @@ def run_up(args) -> int:
                                     "--secure-port", str(args.secure_port), "--bind-address", args.bind_address,
                                     "--advertise-address", host,
                                     "--tls-cert-file", str(pki["cert"]), "--tls-private-key-file", str(pki["key"]),
-                                    "--token-auth-file", str(data / "tokens.csv")], logs / "apiserver.log")]
+                                    "--token-auth-file", str(data / "tokens.csv")], logs / "apiserver.log"),
+                Child("controller-manager", [py, "-m", "cli.main", "controller-manager", "--kubeconfig",
+                                             str(kubeconfigs / "kube-controller-manager.kubeconfig"),
+                                             "--health-port", str(args.controller_manager_health_port)],
+                      logs / "controller-manager.log")]
     stopping = False
 
     def stop(*_):
@@ -97,9 +101,10 @@ def run_up(args) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        for c in children:
-            c.start()
+        children[0].start()
         wait_ready(server, pki["ca"])
+        for c in children[1:]:
+            c.start()
         admin = data / "admin.kubeconfig"
         write_kubeconfig(admin, server=server, ca_pem=ca_pem, token=tokens["admin"], user="admin")
         token_cmd = f"$(awk '/token:/{{print $2}}' {admin})"
