@@ -8,6 +8,7 @@ in reverse order.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import ssl
@@ -63,7 +64,19 @@ def wait_ready(url: str, ca: Path, timeout: float = 30) -> None:
     raise RuntimeError(f"apiserver not ready after {timeout}s: {last}")
 
 
-def run_up(args) -> int:
+HELP = "run a single-node cluster with a local etcd"
+
+
+def add_arguments(u: argparse.ArgumentParser) -> None:
+    u.add_argument("--data-dir", default=None, help="where etcd data, certificates and kubeconfigs live")
+    u.add_argument("--etcd-port", type=int, default=2379)
+    u.add_argument("--etcd-peer-port", type=int, default=2380)
+    u.add_argument("--secure-port", type=int, default=6443)
+    u.add_argument("--bind-address", default="127.0.0.1")
+    u.add_argument("--controller-manager-health-port", type=int, default=10257)
+
+
+def run(args: argparse.Namespace) -> int:
     data = Path(args.data_dir) if args.data_dir else default_data_dir()
     data.mkdir(parents=True, exist_ok=True)
     logs = data / "logs"

@@ -1,0 +1,52 @@
+"""`minik8s apiserver`: the API server alone, as systemd units and compose files run it."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "run the API server"
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    url = url.strip()
+    for scheme in ("http://", "https://"):
+        if url.startswith(scheme):
+            url = url[len(scheme):]
+    host, _, port = url.rstrip("/").rpartition(":")
+    return (host or "127.0.0.1"), int(port or 2379)
+
+
+def add_arguments(a: argparse.ArgumentParser) -> None:
+    a.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="comma-separated etcd client URLs")
+    a.add_argument("--secure-port", type=int, default=6443)
+    a.add_argument("--bind-address", default="0.0.0.0")
+    a.add_argument("--advertise-address", default=None)
+    a.add_argument("--tls-cert-file", required=True)
+    a.add_argument("--tls-private-key-file", required=True)
+    a.add_argument("--token-auth-file", required=True, help="static token file: token,user,uid,\"groups\"")
+    a.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
+    a.add_argument("--service-node-port-range", default="30000-32767")
+    a.add_argument("--watch-cache-size", type=int, default=10000, help="events kept per resource for watch resume")
+
+
+def run(args: argparse.Namespace) -> int:
+    from apiserver.app import Settings
+    from apiserver.server import serve
+
+    lo, _, hi = args.service_node_port_range.partition("-")
+    bind = args.bind_address
+    settings = Settings(
+        etcd_servers=[_host_port(u) for u in args.etcd_servers.split(",") if u],
+        token_file=Path(args.token_auth_file),
+        service_cidr=args.service_cluster_ip_range,
+        node_port_range=(int(lo), int(hi)),
+        advertise_address=args.advertise_address or ("127.0.0.1" if bind in ("0.0.0.0", "::") else bind),
+        secure_port=args.secure_port,
+        watch_window=args.watch_cache_size,
+    )
+    if not Path(args.token_auth_file).exists():
+        print(f"minik8s apiserver: token file {args.token_auth_file} does not exist", file=sys.stderr)
+        return 2
+    serve(settings, bind_address=bind, cert_file=args.tls_cert_file, key_file=args.tls_private_key_file)
+    return 0
