@@ -30,6 +30,8 @@ COMPONENTS: dict[str, list[str]] = {
     "system:kube-proxy": ["system:node-proxier"],
     "system:node": ["system:nodes"],
     "system:minik8s-dns": [],
+    # The apiserver's identity towards kubelets (pods/log, pods/exec).
+    "system:kube-apiserver-kubelet-client": ["system:masters"],
 }
 
 
@@ -50,32 +52,38 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def ensure_pki(directory: Path, hosts: list[str] | None = None) -> dict[str, Path]:
+def ensure_ca(directory: Path) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    paths = {"ca": directory / "ca.crt", "ca_key": directory / "ca.key",
-             "cert": directory / "apiserver.crt", "key": directory / "apiserver.key"}
+    paths = {"ca": directory / "ca.crt", "ca_key": directory / "ca.key"}
+    if paths["ca"].exists():
+        return paths
     now = datetime.datetime.now(datetime.timezone.utc)
-    if not paths["ca"].exists():
-        ca_key = _key()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minik8s-ca")])
-        ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(ca_key.public_key())
-              .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-              .not_valid_after(now + datetime.timedelta(days=3650))
-              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-              .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                           content_commitment=False, key_encipherment=False,
-                                           data_encipherment=False, key_agreement=False, encipher_only=False,
-                                           decipher_only=False), critical=True)
-              .sign(ca_key, hashes.SHA256()))
-        _write(paths["ca_key"], _pem_key(ca_key))
-        _write(paths["ca"], ca.public_bytes(serialization.Encoding.PEM), 0o644)
-        paths["cert"].unlink(missing_ok=True)
-    wanted = sorted(set(["127.0.0.1", "10.96.0.1", *SERVICE_NAMES, *(hosts or [])]))
+    ca_key = _key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minik8s-ca")])
+    ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=3650))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, encipher_only=False,
+                                       decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    _write(paths["ca_key"], _pem_key(ca_key))
+    _write(paths["ca"], ca.public_bytes(serialization.Encoding.PEM), 0o644)
+    return paths
+
+
+def ensure_serving_cert(directory: Path, name: str, hosts: list[str]) -> dict[str, Path]:
+    """`<name>.crt`/`<name>.key` signed by the CA in `directory`, re-issued when a wanted SAN is missing."""
+    paths = ensure_ca(directory) | {"cert": directory / f"{name}.crt", "key": directory / f"{name}.key"}
+    wanted = sorted(set(hosts))
     if paths["cert"].exists():
         have = x509.load_pem_x509_certificate(paths["cert"].read_bytes())
+        issuer_ok = have.issuer == x509.load_pem_x509_certificate(paths["ca"].read_bytes()).subject
         san = have.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         present = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
-        if set(wanted) <= present:
+        if issuer_ok and set(wanted) <= present:
             return paths
     ca = x509.load_pem_x509_certificate(paths["ca"].read_bytes())
     ca_key = serialization.load_pem_private_key(paths["ca_key"].read_bytes(), None)
@@ -86,8 +94,9 @@ def ensure_pki(directory: Path, hosts: list[str] | None = None) -> dict[str, Pat
             alt.append(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:
             alt.append(x509.DNSName(h))
+    now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
             .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=825))
             .add_extension(x509.SubjectAlternativeName(alt), critical=False)
@@ -96,6 +105,11 @@ def ensure_pki(directory: Path, hosts: list[str] | None = None) -> dict[str, Pat
     _write(paths["key"], _pem_key(key))
     _write(paths["cert"], cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return paths
+
+
+def ensure_pki(directory: Path, hosts: list[str] | None = None) -> dict[str, Path]:
+    """The CA and the apiserver's serving certificate (loopback, in-cluster names, 10.96.0.1, `hosts`)."""
+    return ensure_serving_cert(directory, "apiserver", ["127.0.0.1", "10.96.0.1", *SERVICE_NAMES, *(hosts or [])])
 
 
 def ensure_tokens(path: Path, identities: dict[str, list[str]] = COMPONENTS) -> dict[str, str]:
