@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 DEBS   := etcd-server docker.io iptables nftables ipvsadm iproute2 conntrack busybox-static wrk python3-venv
 DATA_DIR ?=
 
-.PHONY: install deps venv run test test-fast images clean bench
+.PHONY: install deps venv run test images clean bench dockerd
 
 install: deps venv
 
@@ -29,10 +29,13 @@ venv: $(VENV)/.installed
 dockerd: deps
 	@bash deploy/ensure-dockerd.sh
 
-run: install dockerd
+images: deps dockerd
+	bash deploy/images/build.sh
+
+run: install dockerd images
 	$(VENV)/bin/minik8s up $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-test: install dockerd
+test: install dockerd images
 	$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
