@@ -1,11 +1,14 @@
 """The apiserver's ASGI application: authentication, discovery, health, and the generic REST routes.
 
 Routes are few and generic — `/api/v1/{path}` and `/apis/{group}/{version}/{path}` — and hand the rest
-of the path to `RestHandler`, which consults the registry. Every `APIError` becomes a Status response;
-anything unexpected is logged and answered as a 500 Status (never a bare stack trace).
+of the path to `RestHandler`, which consults the registry. The exceptions are `pods/log` and `pods/exec`,
+which are not stored data but a relay to the pod's kubelet (`apiserver.proxy`), routed ahead of the generic
+ones. Every `APIError` becomes a Status response; anything unexpected is logged and answered as a 500
+Status (never a bare stack trace).
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import hmac
 import logging
@@ -17,12 +20,14 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.websockets import WebSocket, WebSocketState
 
 from api import errors, registry
 from api.errors import APIError
 from apiserver import bootstrap
 from apiserver.allocator import ServiceAllocator
 from apiserver.pki import read_token_file
+from apiserver.proxy import KUBELET_CLIENT_USER, KubeletProxy, deny_websocket
 from apiserver.rest import RestHandler, json_response
 from apiserver.storage import Store
 from apiserver.watchcache import WatchCache
@@ -34,6 +39,9 @@ VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-minik8s.0.1.0", "
            "goVersion": f"python{platform.python_version()}", "compiler": "cpython",
            "platform": f"linux/{'amd64' if platform.machine() == 'x86_64' else platform.machine()}"}
 PUBLIC_PATHS = {"/healthz", "/livez", "/readyz", "/version"}
+BEARER_SUBPROTOCOL = "base64url.bearer.authorization.k8s.io."
+SUBRESOURCE_VERBS = {"binding": ["create"], "eviction": ["create"], "log": ["get"], "exec": ["create", "get"],
+                     "finalize": ["update"]}
 
 
 @dataclass
@@ -45,6 +53,8 @@ class Settings:
     advertise_address: str = "127.0.0.1"
     secure_port: int = 6443
     watch_window: int = 10000
+    kubelet_certificate_authority: Path | None = None   # None: kubelet serving certs are not verified
+    kubelet_timeout: float = 5.0
 
 
 @dataclass
@@ -55,31 +65,45 @@ class User:
 
 
 class TokenAuth:
-    """ASGI middleware: a valid bearer token is required everywhere but the health and version paths."""
+    """ASGI middleware: a valid bearer token is required everywhere but the health and version paths.
+
+    WebSocket handshakes (exec) are checked the same way and refused with a 401 Status. Besides the
+    Authorization header they may carry the token as Kubernetes' subprotocol
+    `base64url.bearer.authorization.k8s.io.<base64url token>`, for clients that cannot set headers.
+    """
 
     def __init__(self, app, tokens: dict[str, User]):
         self.app = app
         self.tokens = tokens
 
-    def authenticate(self, header: str | None) -> User | None:
-        if not header or not header.startswith("Bearer "):
+    def authenticate(self, presented: str | None) -> User | None:
+        if not presented:
             return None
-        presented = header[7:].strip()
         for token, user in self.tokens.items():
             if hmac.compare_digest(token, presented):
                 return user
         return None
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
-            return await self.app(scope, receive, send)
-        header = None
+    @staticmethod
+    def presented_token(scope) -> str | None:
         for k, v in scope["headers"]:
             if k == b"authorization":
                 header = v.decode("latin-1")
-                break
-        user = self.authenticate(header)
+                return header[7:].strip() if header.startswith("Bearer ") else None
+        for proto in scope.get("subprotocols", []) if scope["type"] == "websocket" else []:
+            if proto.startswith(BEARER_SUBPROTOCOL):
+                encoded = proto[len(BEARER_SUBPROTOCOL):]
+                with contextlib.suppress(ValueError):
+                    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+        return None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
+            return await self.app(scope, receive, send)
+        user = self.authenticate(self.presented_token(scope))
         if user is None:
+            if scope["type"] == "websocket":
+                return await deny_websocket(WebSocket(scope, receive, send), errors.unauthorized())
             response = json_response(errors.unauthorized().status(), 401)
             return await response(scope, receive, send)
         scope.setdefault("state", {})["user"] = user
@@ -102,13 +126,15 @@ def discovery_resources(group: str, version: str) -> list[dict[str, Any]]:
                     "categories": list(rd.categories)})
         for sub in rd.subresources:
             entry = {"name": f"{rd.plural}/{sub}", "singularName": "", "namespaced": rd.namespaced,
-                     "kind": rd.kind, "verbs": ["get", "patch", "update"]}
+                     "kind": rd.kind, "verbs": SUBRESOURCE_VERBS.get(sub, ["get", "patch", "update"])}
             if sub == "scale":
                 entry.update(group="autoscaling", version="v1", kind="Scale")
             elif sub == "binding":
-                entry.update(kind="Binding", verbs=["create"])
-            elif sub == "finalize":
-                entry.update(verbs=["update"])
+                entry.update(kind="Binding")
+            elif sub == "eviction":
+                entry.update(group="policy", version="v1", kind="Eviction")
+            elif sub == "exec":
+                entry.update(kind="PodExecOptions")
             out.append(entry)
     return out
 
@@ -118,6 +144,10 @@ def create_app(settings: Settings) -> FastAPI:
     cache = WatchCache(store, window=settings.watch_window)
     allocator = ServiceAllocator(store, settings.service_cidr, settings.node_port_range)
     handler = RestHandler(store, cache, allocator)
+    tokens = load_tokens(settings.token_file)
+    kubelet_token = next((tok for tok, user in tokens.items() if user.name == KUBELET_CLIENT_USER), None)
+    kubelets = KubeletProxy(store, token=kubelet_token, ca_file=settings.kubelet_certificate_authority,
+                            timeout=settings.kubelet_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -126,6 +156,7 @@ def create_app(settings: Settings) -> FastAPI:
         await bootstrap.ensure_system_objects(handler, settings.advertise_address, settings.secure_port)
         logger.info("apiserver ready")
         yield
+        await kubelets.close()
         await cache.stop()
         await store.close()
 
@@ -143,6 +174,20 @@ def create_app(settings: Settings) -> FastAPI:
         except Exception:
             logger.exception("internal error serving %s %s", request.method, request.url.path)
             return json_response(errors.internal("an internal error occurred; see the apiserver log").status(), 500)
+
+    async def pod_log(request: Request) -> Response:
+        return await guarded(request, kubelets.logs)
+
+    async def pod_exec_without_upgrade(request: Request) -> Response:
+        return await guarded(request, kubelets.exec_without_upgrade)
+
+    async def pod_exec(ws: WebSocket) -> None:
+        try:
+            await kubelets.exec(ws)
+        except Exception:
+            logger.exception("internal error serving exec %s", ws.url.path)
+            if ws.client_state == WebSocketState.CONNECTING:
+                await deny_websocket(ws, errors.internal("an internal error occurred; see the apiserver log"))
 
     async def core(request: Request) -> Response:
         parts = [p for p in request.path_params["path"].split("/") if p != ""] if request.path_params.get("path") else []
@@ -210,6 +255,9 @@ def create_app(settings: Settings) -> FastAPI:
     r.add_route("/readyz", ready, ["GET"])
     r.add_route("/api", api_versions, ["GET"])
     r.add_route("/api/v1", core_resources, ["GET"])
+    r.add_route("/api/v1/namespaces/{namespace}/pods/{name}/log", pod_log, ["GET"])
+    r.add_route("/api/v1/namespaces/{namespace}/pods/{name}/exec", pod_exec_without_upgrade, ["GET", "POST"])
+    r.add_websocket_route("/api/v1/namespaces/{namespace}/pods/{name}/exec", pod_exec)
     r.add_route("/api/v1/{path:path}", core, verbs)
     r.add_route("/apis", api_groups, ["GET"])
     r.add_route("/apis/{group}", api_group, ["GET"])
@@ -224,5 +272,5 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, method_not_allowed)
-    app.add_middleware(TokenAuth, tokens=load_tokens(settings.token_file))
+    app.add_middleware(TokenAuth, tokens=tokens)
     return app

@@ -28,6 +28,11 @@ def add_arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
     a.add_argument("--service-node-port-range", default="30000-32767")
     a.add_argument("--watch-cache-size", type=int, default=10000, help="events kept per resource for watch resume")
+    a.add_argument("--kubelet-certificate-authority", default=None,
+                   help="CA bundle to verify kubelet serving certificates (pods/log, pods/exec); "
+                        "without it they are not verified")
+    a.add_argument("--kubelet-timeout", type=float, default=5.0,
+                   help="seconds to wait for a kubelet to answer before pods/log or pods/exec fail with 503")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,9 +49,14 @@ def run(args: argparse.Namespace) -> int:
         advertise_address=args.advertise_address or ("127.0.0.1" if bind in ("0.0.0.0", "::") else bind),
         secure_port=args.secure_port,
         watch_window=args.watch_cache_size,
+        kubelet_certificate_authority=Path(args.kubelet_certificate_authority) if args.kubelet_certificate_authority else None,
+        kubelet_timeout=args.kubelet_timeout,
     )
     if not Path(args.token_auth_file).exists():
         print(f"minik8s apiserver: token file {args.token_auth_file} does not exist", file=sys.stderr)
+        return 2
+    if settings.kubelet_certificate_authority and not settings.kubelet_certificate_authority.exists():
+        print(f"minik8s apiserver: kubelet CA {settings.kubelet_certificate_authority} does not exist", file=sys.stderr)
         return 2
     serve(settings, bind_address=bind, cert_file=args.tls_cert_file, key_file=args.tls_private_key_file)
     return 0
