@@ -17,6 +17,8 @@ them for `metadata.labels`, annotations and finalizers.
 """
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -46,21 +48,29 @@ _SUBDOMAIN_MSG = (
 )
 
 
-def qualified_name_errors(value: str) -> list[str]:
+def qualified_name_errors(value: str) -> tuple[str, ...]:
     """Why `value` is not a qualified name (`[prefix/]name`, as label keys are); empty when it is."""
+    if not isinstance(value, str):
+        return ("must be a string",)
+    return _qualified_name_errors(value)
+
+
+# Label keys and values repeat across objects: caching their verdicts takes validation off the hot path.
+@functools.lru_cache(maxsize=8192)
+def _qualified_name_errors(value: str) -> tuple[str, ...]:
     parts = value.split("/")
     if len(parts) == 1:
         prefix, name = "", parts[0]
     elif len(parts) == 2:
         prefix, name = parts
         if not prefix:
-            return ["prefix part must be non-empty"]
+            return ("prefix part must be non-empty",)
     else:
-        return [
+        return (
             "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and "
             "end with an alphanumeric character with an optional DNS subdomain prefix and '/' "
-            "(e.g. 'example.com/MyName')"
-        ]
+            "(e.g. 'example.com/MyName')",
+        )
     errors = []
     if prefix:
         if len(prefix) > 253:
@@ -73,16 +83,23 @@ def qualified_name_errors(value: str) -> list[str]:
         errors.append("name part must be no more than 63 characters")
     elif not _NAME_PART.match(name):
         errors.append(_NAME_PART_MSG)
-    return errors
+    return tuple(errors)
 
 
-def label_value_errors(value: str) -> list[str]:
+def label_value_errors(value: str) -> tuple[str, ...]:
     """Why `value` is not a valid label value; empty when it is."""
+    if not isinstance(value, str):
+        return ("must be a string",)
+    return _label_value_errors(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _label_value_errors(value: str) -> tuple[str, ...]:
     if len(value) > 63:
-        return ["must be no more than 63 characters"]
+        return ("must be no more than 63 characters",)
     if not _LABEL_VALUE.match(value):
-        return [_LABEL_VALUE_MSG]
-    return []
+        return (_LABEL_VALUE_MSG,)
+    return ()
 
 
 # --- label selectors ------------------------------------------------------------------------------

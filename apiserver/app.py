@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import hmac
+import inspect
 import logging
 import platform
 from dataclasses import dataclass, field
@@ -139,7 +141,65 @@ def discovery_resources(group: str, version: str) -> list[dict[str, Any]]:
     return out
 
 
-def create_app(settings: Settings) -> FastAPI:
+def split_resource_path(path: str) -> tuple[str, str, list[str]] | None:
+    """(group, version, segments) for a resource request path; None for discovery, health and the
+    kubelet relays (pods/log, pods/exec), which the FastAPI routes serve."""
+    if path.startswith("/api/v1/"):
+        group, version, rest = "", "v1", path[8:]
+    elif path.startswith("/apis/"):
+        group, _, tail = path[6:].partition("/")
+        version, _, rest = tail.partition("/")
+        if not group or not version:
+            return None
+    else:
+        return None
+    parts = [p for p in rest.split("/") if p]
+    if not parts or (len(parts) == 5 and parts[2] == "pods" and parts[4] in ("log", "exec") and not group):
+        return None
+    return group, version, parts
+
+
+async def guarded(request: Request, fn, *args) -> Response:
+    try:
+        return await fn(request, *args)
+    except APIError as e:
+        return json_response(e.status(), e.code)
+    except TimeoutError as e:
+        return json_response(errors.timeout(f"the request timed out: {e}").status(), 504)
+    except Exception:
+        logger.exception("internal error serving %s %s", request.method, request.url.path)
+        return json_response(errors.internal("an internal error occurred; see the apiserver log").status(), 500)
+
+
+class ResourceRoutes:
+    """Resource requests go straight to the generic handler; everything else to the FastAPI app.
+
+    Resource reads and writes are the hot path (thousands a second); they skip the framework's routing
+    and middleware layers, which cost a quarter of the CPU per request when measured. Authentication
+    has already happened in `TokenAuth`, the outermost layer.
+    """
+
+    def __init__(self, handler: RestHandler, fallback):
+        self.handler = handler
+        self.fallback = fallback
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            target = split_resource_path(scope["path"])
+            if target is not None:
+                response = await guarded(Request(scope, receive), self.handler.handle, *target)
+                return await response(scope, receive, send)
+        return await self.fallback(scope, receive, send)
+
+
+def _fastapi(**kw: Any) -> FastAPI:
+    """FastAPI with its per-request OpenTelemetry hooks off where the installed version has them."""
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        kw["telemetry"] = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+    return FastAPI(**kw)
+
+
+def create_app(settings: Settings):
     store = Store(settings.etcd_servers)
     cache = WatchCache(store, window=settings.watch_window)
     allocator = ServiceAllocator(store, settings.service_cidr, settings.node_port_range)
@@ -154,26 +214,18 @@ def create_app(settings: Settings) -> FastAPI:
         await store.connect()
         await cache.start()
         await bootstrap.ensure_system_objects(handler, settings.advertise_address, settings.secure_port)
+        # The cache holds many long-lived dicts: move them out of the collector's way, and collect young
+        # objects less often, so full collections do not stall the event loop for many milliseconds.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20000, 20, 50)
         logger.info("apiserver ready")
         yield
         await kubelets.close()
         await cache.stop()
         await store.close()
 
-    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
-    app.state.cache = cache
-    app.state.store = store
-
-    async def guarded(request: Request, fn, *args) -> Response:
-        try:
-            return await fn(request, *args)
-        except APIError as e:
-            return json_response(e.status(), e.code)
-        except TimeoutError as e:
-            return json_response(errors.timeout(f"the request timed out: {e}").status(), 504)
-        except Exception:
-            logger.exception("internal error serving %s %s", request.method, request.url.path)
-            return json_response(errors.internal("an internal error occurred; see the apiserver log").status(), 500)
+    app = _fastapi(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
 
     async def pod_log(request: Request) -> Response:
         return await guarded(request, kubelets.logs)
@@ -189,14 +241,6 @@ def create_app(settings: Settings) -> FastAPI:
             if ws.client_state == WebSocketState.CONNECTING:
                 await deny_websocket(ws, errors.internal("an internal error occurred; see the apiserver log"))
 
-    async def core(request: Request) -> Response:
-        parts = [p for p in request.path_params["path"].split("/") if p != ""] if request.path_params.get("path") else []
-        return await guarded(request, handler.handle, "", "v1", parts)
-
-    async def grouped(request: Request) -> Response:
-        p = request.path_params
-        parts = [x for x in p.get("path", "").split("/") if x != ""]
-        return await guarded(request, handler.handle, p["group"], p["version"], parts)
 
     async def api_versions(request: Request) -> Response:
         return json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
@@ -247,7 +291,6 @@ def create_app(settings: Settings) -> FastAPI:
             return PlainTextResponse(f"[-]etcd failed: {e!r}\nreadyz check failed", 500)
         return PlainTextResponse("ok")
 
-    verbs = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     r = app.router
     r.add_route("/version", version, ["GET"])
     r.add_route("/healthz", live, ["GET"])
@@ -258,11 +301,9 @@ def create_app(settings: Settings) -> FastAPI:
     r.add_route("/api/v1/namespaces/{namespace}/pods/{name}/log", pod_log, ["GET"])
     r.add_route("/api/v1/namespaces/{namespace}/pods/{name}/exec", pod_exec_without_upgrade, ["GET", "POST"])
     r.add_websocket_route("/api/v1/namespaces/{namespace}/pods/{name}/exec", pod_exec)
-    r.add_route("/api/v1/{path:path}", core, verbs)
     r.add_route("/apis", api_groups, ["GET"])
     r.add_route("/apis/{group}", api_group, ["GET"])
     r.add_route("/apis/{group}/{version}", group_resources, ["GET"])
-    r.add_route("/apis/{group}/{version}/{path:path}", grouped, verbs)
 
     async def not_found(request: Request, exc) -> Response:
         return json_response(APIError(404, "NotFound", "the server could not find the requested resource").status(), 404)
@@ -272,5 +313,4 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, method_not_allowed)
-    app.add_middleware(TokenAuth, tokens=tokens)
-    return app
+    return TokenAuth(ResourceRoutes(handler, app), tokens)

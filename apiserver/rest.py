@@ -96,13 +96,16 @@ async def read_body(request: Request) -> Obj | list:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY:
         raise errors.too_large("the request body is larger than the 3 MiB limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise errors.too_large("the request body is larger than the 3 MiB limit")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    if length is not None and length.isdigit():
+        raw = await request.body()
+    else:  # chunked: count as it arrives so an endless body cannot exhaust memory
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise errors.too_large("the request body is larger than the 3 MiB limit")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
     ctype = (request.headers.get("content-type") or JSON).split(";")[0].strip().lower()
     if not raw.strip():
         raise errors.bad_request("the request body is empty")

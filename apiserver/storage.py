@@ -58,17 +58,53 @@ class CompareFailed(Exception):
         self.side_key_taken = side_key_taken
 
 
+# Lists of the whole keyspace (cache priming) exceed gRPC's default 4 MiB message limit at a few
+# thousand pods.
+GRPC_OPTIONS = {"grpc.max_receive_message_length": 512 * 1024 * 1024,
+                "grpc.max_send_message_length": 64 * 1024 * 1024}
+
+
 class Store:
+    """One etcd client; with several `--etcd-servers`, a call that cannot reach the current member moves
+    the store to the next one (the caller's operation fails and is retried by its client)."""
+
     def __init__(self, endpoints: list[tuple[str, int]]):
         self.endpoints = endpoints
-        host, port = endpoints[0]
-        self.client = aetcd.Client(host=host, port=port, timeout=10)
+        self._current = 0
+        self.client = self._new_client()
+        # Objects this process just wrote, by (key, revision): the watch cache takes them instead of
+        # decoding the same JSON again from the watch event.
+        self.written: dict[tuple[bytes, int], Obj] = {}
+
+    def _new_client(self) -> aetcd.Client:
+        host, port = self.endpoints[self._current]
+        return aetcd.Client(host=host, port=port, timeout=10, options=GRPC_OPTIONS)
 
     async def connect(self) -> None:
         await self.client.connect()
 
     async def close(self) -> None:
         await self.client.close()
+
+    async def failover(self) -> None:
+        if len(self.endpoints) < 2:
+            return
+        old = self.client
+        self._current = (self._current + 1) % len(self.endpoints)
+        self.client = self._new_client()
+        logger.warning("etcd: switching to %s:%d", *self.endpoints[self._current])
+        try:
+            await old.close()
+        except Exception:  # the old channel is broken anyway
+            pass
+
+    def _remember(self, key: bytes, revision: int, obj: Obj) -> None:
+        if len(self.written) > 10000:  # the watch is down or lagging: stop remembering
+            self.written.clear()
+        self.written[(key, revision)] = obj
+
+    def take_written(self, key: bytes, revision: int) -> Obj | None:
+        return self.written.pop((key, revision), None)
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -82,7 +118,8 @@ class Store:
         return await self.client.kvstub.Range(req, timeout=10, metadata=self.client.metadata)
 
     async def current_revision(self) -> int:
-        resp = await self._range(b"/registry/", prefix_end(b"/registry/"), count_only=True)
+        """etcd's current revision, read cheaply: any single-key range carries it in its header."""
+        resp = await self._range(b"/registry/")
         return resp.header.revision
 
     async def get(self, key: str) -> Obj | None:
@@ -164,6 +201,7 @@ class Store:
                                failure)
         if not resp.succeeded:
             raise await self._explain_failure(k, resp, side)
+        self._remember(k, resp.header.revision, obj)
         return resp.header.revision
 
     async def update(self, key: str, obj: Obj, expected_revision: int, side: SideEffects | None = None) -> int:
@@ -174,6 +212,7 @@ class Store:
                                [self._put(k, encode(obj))] + side_ops, failure)
         if not resp.succeeded:
             raise await self._explain_failure(k, resp, side)
+        self._remember(k, resp.header.revision, obj)
         return resp.header.revision
 
     async def delete(self, key: str, expected_revision: int, side: SideEffects | None = None) -> int:

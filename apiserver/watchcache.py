@@ -211,7 +211,15 @@ class WatchCache:
                     key = kv.key.decode()
                     cache = self._route(key)
                     if cache is not None:
-                        cache.apply(key, None if ev.kind == "DELETE" else decode(kv.value, rev), rev)
+                        if ev.kind == "DELETE":
+                            obj = None
+                        else:
+                            obj = self.store.take_written(kv.key, rev)
+                            if obj is None:
+                                obj = decode(kv.value, rev)
+                            else:
+                                obj["metadata"]["resourceVersion"] = str(rev)
+                        cache.apply(key, obj, rev)
                     await self._advance(rev)
             except asyncio.CancelledError:
                 raise

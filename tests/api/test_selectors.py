@@ -121,16 +121,16 @@ def test_validate_selector_dict_rejects_wrong_types():
 
 
 def test_qualified_names():
-    assert qualified_name_errors("example.com/My_name") == []
-    assert qualified_name_errors("/a") == ["prefix part must be non-empty"]
+    assert qualified_name_errors("example.com/My_name") == ()
+    assert qualified_name_errors("/a") == ("prefix part must be non-empty",)
     assert qualified_name_errors("Example.com/a")
     assert qualified_name_errors("a" * 64)
     assert qualified_name_errors("a/b/c")
 
 
 def test_label_values():
-    assert label_value_errors("") == []
-    assert label_value_errors("a" * 64) == ["must be no more than 63 characters"]
+    assert label_value_errors("") == ()
+    assert label_value_errors("a" * 64) == ("must be no more than 63 characters",)
     assert label_value_errors("a b")
 
 

@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Benchmark of the scheduler: pending pods onto Node objects (no kubelets), against a raw baseline.
+
+    python bench/scheduler.py [--quick] [--nodes N] [--pods N] [--keep]
+
+Starts its own etcd and apiserver on free ports in a temporary directory, creates the Nodes (status
+with allocatable and Ready) and the pending Pods with concurrent creates, then:
+
+1. scheduler: starts `minik8s scheduler` as its own process (as in production) and measures from the
+   moment it logs that its caches are synced until a watch in this process has seen every pod bound;
+2. raw baseline, same run: another set of as many pending pods, bound by this process with direct
+   `pods/<name>/binding` POSTs through the same AsyncClient at the same concurrency, round-robin over
+   the nodes, without any scheduling logic — the pure API cost of binding.
+
+Prints pods/s for both and their ratio (scheduler / raw), and checks that no node is overcommitted.
+`--quick`: 100 nodes and 400 pods. Everything started here is stopped at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from api.quantity import cpu_millis, memory_bytes  # noqa: E402
+from apiserver.pki import ensure_pki, ensure_tokens  # noqa: E402
+from cli.etcd import EtcdProcess, free_port  # noqa: E402
+from client.kubeconfig import Config, write_kubeconfig  # noqa: E402
+from client.rest import AsyncClient  # noqa: E402
+
+CONCURRENCY = 32
+SCHEDULER_NAME = "default-scheduler"
+RAW_SCHEDULER_NAME = "bench-raw"  # nobody serves it: the baseline binds these pods itself
+
+
+class Cluster:
+    """etcd + apiserver in a temporary directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.etcd = EtcdProcess(directory / "etcd", free_port(), free_port(), log_path=directory / "etcd.log")
+        self.apiserver: subprocess.Popen | None = None
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.etcd.start()
+        pki = ensure_pki(self.dir / "pki")
+        self.tokens = ensure_tokens(self.dir / "tokens.csv")
+        self.ca = pki["ca"]
+        cmd = [sys.executable, "-m", "cli.main", "apiserver", "--etcd-servers", self.etcd.url,
+               "--secure-port", str(self.port), "--bind-address", "127.0.0.1",
+               "--tls-cert-file", str(pki["cert"]), "--tls-private-key-file", str(pki["key"]),
+               "--token-auth-file", str(self.dir / "tokens.csv")]
+        with open(self.dir / "apiserver.log", "ab") as out:
+            self.apiserver = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                              start_new_session=True)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        import ssl
+        import urllib.request
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", context=ctx, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("apiserver not ready; see " + str(self.dir / "apiserver.log"))
+
+    def config(self, identity: str) -> Config:
+        return Config(server=self.url, token=self.tokens[identity], ca_file=str(self.ca))
+
+    def stop(self) -> None:
+        if self.apiserver is not None:
+            self.apiserver.terminate()
+            try:
+                self.apiserver.wait(10)
+            except subprocess.TimeoutExpired:
+                self.apiserver.kill()
+        self.etcd.stop()
+
+
+def node_body(i: int) -> dict:
+    name = f"node-{i:04d}"
+    alloc = {"cpu": "4", "memory": "16Gi", "pods": "110"}
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"allocatable": alloc, "capacity": alloc,
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def pod_body(i: int, scheduler_name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"pod-{i:05d}", "labels": {"app": "bench"}},
+            "spec": {"schedulerName": scheduler_name, "containers": [{
+                "name": "app", "image": "busybox",
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}}
+
+
+async def gather_bounded(coros, concurrency: int = CONCURRENCY) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(coro) -> None:
+        async with gate:
+            await coro
+
+    await asyncio.gather(*(one(c) for c in coros))
+
+
+async def populate(client: AsyncClient, nodes: int, pods: int) -> None:
+    started = time.perf_counter()
+    await gather_bounded(client.create("nodes", node_body(i)) for i in range(nodes))
+    for ns in ("bench-sched", "bench-raw"):
+        await client.create("namespaces", {"metadata": {"name": ns}})
+    await gather_bounded(client.create("pods", pod_body(i, SCHEDULER_NAME), "bench-sched") for i in range(pods))
+    await gather_bounded(client.create("pods", pod_body(i, RAW_SCHEDULER_NAME), "bench-raw") for i in range(pods))
+    print(f"created {nodes} nodes and 2 x {pods} pending pods in {time.perf_counter() - started:.1f}s")
+
+
+async def wait_all_bound(client: AsyncClient, namespace: str, total: int) -> dict[str, str]:
+    """Watch until every pod in the namespace has a nodeName; returns pod -> node."""
+    listed = await client.list("pods", namespace)
+    placed = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in listed["items"]}
+    rv = listed["metadata"]["resourceVersion"]
+    while sum(1 for n in placed.values() if n) < total:
+        async for kind, obj in client.watch("pods", namespace, resource_version=rv, timeout_seconds=120):
+            rv = obj["metadata"].get("resourceVersion", rv)
+            if kind in ("ADDED", "MODIFIED"):
+                placed[obj["metadata"]["name"]] = obj["spec"].get("nodeName")
+                if sum(1 for n in placed.values() if n) >= total:
+                    break
+    return placed
+
+
+async def wait_for_line(stream, needle: str, timeout: float = 60) -> None:
+    async def scan() -> None:
+        while True:
+            line = await stream.readline()
+            if not line:
+                raise RuntimeError("scheduler exited before its caches synced")
+            if needle in line.decode(errors="replace"):
+                return
+
+    await asyncio.wait_for(scan(), timeout)
+
+
+async def drain(stream, log: Path) -> None:
+    with open(log, "ab") as out:
+        while line := await stream.readline():
+            out.write(line)
+
+
+async def bench_scheduler(cluster: Cluster, client: AsyncClient, pods: int, bind_concurrency: int) -> float:
+    kubeconfig = write_kubeconfig(cluster.dir / "scheduler.kubeconfig", server=cluster.url,
+                                  ca_pem=cluster.ca.read_bytes(), token=cluster.tokens["system:kube-scheduler"],
+                                  user="system:kube-scheduler")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli.main", "scheduler", "--kubeconfig", str(kubeconfig), "--health-port", "0",
+        "--no-leader-elect", "--bind-concurrency", str(bind_concurrency), cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        watcher = asyncio.create_task(wait_all_bound(client, "bench-sched", pods))
+        await wait_for_line(proc.stderr, "caches synced")
+        started = time.perf_counter()
+        cpu_before = cpu_seconds(proc.pid), cpu_seconds(cluster.apiserver.pid)
+        drainer = asyncio.create_task(drain(proc.stderr, cluster.dir / "scheduler.log"))
+        placed = await asyncio.wait_for(watcher, 600)
+        elapsed = time.perf_counter() - started
+        sched_cpu = cpu_seconds(proc.pid) - cpu_before[0]
+        api_cpu = cpu_seconds(cluster.apiserver.pid) - cpu_before[1]
+        print(f"during scheduling: scheduler process {sched_cpu:.2f}s CPU ({sched_cpu / elapsed:.0%}), "
+              f"apiserver {api_cpu:.2f}s CPU ({api_cpu / elapsed:.0%})")
+    finally:
+        proc.terminate()
+        await proc.wait()
+    await drainer
+    check_no_overcommit(placed)
+    return elapsed
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def check_no_overcommit(placed: dict[str, str]) -> None:
+    per_node: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for node in placed.values():
+        use = per_node[node]
+        use[0] += cpu_millis("100m")
+        use[1] += memory_bytes("128Mi")
+        use[2] += 1
+    alloc = (cpu_millis("4"), memory_bytes("16Gi"), 110)
+    over = [n for n, use in per_node.items() if any(u > a for u, a in zip(use, alloc))]
+    print(f"pods per node: min {min(u[2] for u in per_node.values())}, max {max(u[2] for u in per_node.values())}"
+          f" over {len(per_node)} nodes; overcommitted nodes: {len(over)}")
+    if over:
+        raise SystemExit(f"overcommitted: {over[:5]}")
+
+
+async def bench_raw(client: AsyncClient, nodes: int, pods: int, concurrency: int) -> float:
+    async def bind(i: int) -> None:
+        name = f"pod-{i:05d}"
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                "target": {"kind": "Node", "name": f"node-{i % nodes:04d}"}}
+        await client.create_subresource("pods", name, "binding", body, "bench-raw")
+
+    started = time.perf_counter()
+    await gather_bounded((bind(i) for i in range(pods)), concurrency)
+    return time.perf_counter() - started
+
+
+async def main_async(args: argparse.Namespace, cluster: Cluster) -> None:
+    async with AsyncClient(cluster.config("admin")) as admin:
+        await populate(admin, args.nodes, args.pods)
+        sched = await bench_scheduler(cluster, admin, args.pods, args.bind_concurrency)
+    # A fresh client for the baseline, as the scheduler process had its own.
+    async with AsyncClient(cluster.config("system:kube-scheduler")) as client:
+        raw = await bench_raw(client, args.nodes, args.pods, args.bind_concurrency)
+    sched_rate, raw_rate = args.pods / sched, args.pods / raw
+    print(f"scheduler: {args.pods} pods onto {args.nodes} nodes in {sched:.2f}s = {sched_rate:.0f} pods/s")
+    print(f"raw bind : {args.pods} binding POSTs (concurrency {args.bind_concurrency}) in {raw:.2f}s = {raw_rate:.0f} pods/s")
+    print(f"ratio scheduler/raw: {sched_rate / raw_rate:.2f}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="100 nodes, 400 pods")
+    p.add_argument("--nodes", type=int, default=None)
+    p.add_argument("--pods", type=int, default=None)
+    p.add_argument("--bind-concurrency", type=int, default=16,
+                   help="bindings in flight, for the scheduler and the raw baseline alike")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    args = p.parse_args()
+    args.nodes = args.nodes or (100 if args.quick else 500)
+    args.pods = args.pods or (400 if args.quick else 2000)
+    directory = Path(tempfile.mkdtemp(prefix="minik8s-bench-scheduler-"))
+    cluster = Cluster(directory)
+    try:
+        cluster.start()
+        asyncio.run(main_async(args, cluster))
+    finally:
+        cluster.stop()
+        if args.keep:
+            print(f"kept {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
