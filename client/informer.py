@@ -28,11 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 
 from api.errors import APIError
 from client.resources import ResourceLike, object_key, resolve
-from client.rest import AsyncClient, is_gone
+from client.rest import TRANSPORT_ERRORS, AsyncClient, is_gone
 from client.store import Indexer, IndexFunc, Store
 
 logger = logging.getLogger(__name__)
@@ -160,7 +159,7 @@ class Informer:
                     continue
                 logger.warning("%r: %s; retrying", self, e)
                 await asyncio.sleep(self.backoff.next())
-            except (httpx.TransportError, httpx.StreamError) as e:
+            except TRANSPORT_ERRORS as e:
                 logger.warning("%r: connection to apiserver failed (%s: %s); retrying from resourceVersion %s",
                                self, type(e).__name__, e, self.resource_version)
                 await asyncio.sleep(self.backoff.next())

@@ -6,7 +6,12 @@ so the two can never drift apart. Objects are plain dicts in Kubernetes JSON.
 
 Failure is never silent: a non-2xx answer raises `api.errors.APIError` rebuilt from the Status body
 (branch on `.code` / `.reason`, or use `is_not_found` / `is_conflict`), and connection failures propagate
-as httpx errors. An outage must not look like an empty list.
+as one of `TRANSPORT_ERRORS`. An outage must not look like an empty list.
+
+The async client speaks HTTP through aiohttp: measured against our apiserver it costs ~0.25 ms of client
+CPU per request where httpx costs ~2.7 ms, and components such as the scheduler issue thousands of
+requests a second. httpx remains for the blocking `Client` and for in-memory test transports
+(`client.testing.FakeAPIServer` plugs into httpx's MockTransport).
 
 `watch` yields `(type, object)` pairs for ADDED/MODIFIED/DELETED/BOOKMARK and raises the APIError carried
 by an ERROR event (410 Expired when the resourceVersion is too old), so callers handle one error path.
@@ -22,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 import orjson
 
@@ -64,26 +70,39 @@ def is_gone(e: BaseException) -> bool:
     return isinstance(e, APIError) and e.code == 410
 
 
-def error_from_response(resp: httpx.Response) -> APIError:
+# What a caller sees when the apiserver cannot be reached or the connection breaks.
+TRANSPORT_ERRORS = (httpx.TransportError, httpx.StreamError, aiohttp.ClientError, asyncio.TimeoutError,
+                    ConnectionError)
+
+
+def error_from_body(status: int, content: bytes, reason_phrase: str = "") -> APIError:
     try:
-        body = orjson.loads(resp.content)
+        body = orjson.loads(content)
     except orjson.JSONDecodeError:
         body = None
     if isinstance(body, dict) and body.get("kind") == "Status":
-        return APIError.from_status(body, resp.status_code)
-    message = resp.text[:1000] if resp.content else resp.reason_phrase
-    return APIError(resp.status_code, _REASONS.get(resp.status_code, "Unknown"), message)
+        return APIError.from_status(body, status)
+    message = content[:1000].decode(errors="replace") if content else reason_phrase
+    return APIError(status, _REASONS.get(status, "Unknown"), message)
+
+
+def error_from_response(resp: httpx.Response) -> APIError:
+    return error_from_body(resp.status_code, resp.content, resp.reason_phrase)
+
+
+def decode_body(status: int, content: bytes, content_type: str) -> Any:
+    """Decode a response: JSON as dicts, text subresources (pods/log) as str; raise APIError on failure."""
+    if status >= 300:
+        raise error_from_body(status, content)
+    if not content:
+        return {}
+    if "json" in (content_type or "application/json"):
+        return orjson.loads(content)
+    return content.decode(errors="replace")
 
 
 def decode(resp: httpx.Response) -> Any:
-    """Decode a response: JSON as dicts, text subresources (pods/log) as str; raise APIError on failure."""
-    if resp.status_code >= 300:
-        raise error_from_response(resp)
-    if not resp.content:
-        return {}
-    if "json" in resp.headers.get("content-type", "application/json"):
-        return orjson.loads(resp.content)
-    return resp.text
+    return decode_body(resp.status_code, resp.content, resp.headers.get("content-type", "application/json"))
 
 
 def parse_watch_line(line: str | bytes) -> tuple[str, Obj]:
@@ -123,7 +142,13 @@ class AsyncClient:
     def __init__(self, config: Config, *, transport: httpx.AsyncBaseTransport | None = None,
                  max_connections: int = 256, user_agent: str = USER_AGENT) -> None:
         self.config = config
-        self._http = httpx.AsyncClient(transport=transport, **_client_kwargs(config, user_agent, max_connections))
+        self._max_connections = max_connections
+        self._headers = {"Accept": "application/json", "User-Agent": user_agent, **config.headers()}
+        # An httpx transport means an in-memory test server; otherwise aiohttp, created on first use
+        # (it must be made inside the running event loop).
+        self._http = httpx.AsyncClient(transport=transport, **_client_kwargs(config, user_agent, max_connections)) \
+            if transport is not None else None
+        self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -132,13 +157,33 @@ class AsyncClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _aiohttp(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            verify = self.config.ssl_context()
+            connector = aiohttp.TCPConnector(ssl=verify if verify is not True else True,
+                                             limit=self._max_connections)
+            self._session = aiohttp.ClientSession(
+                self.config.server, headers=self._headers, connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout), json_serialize=lambda o: orjson.dumps(o).decode())
+        return self._session
 
     async def _send(self, req: Request) -> Any:
-        resp = await self._http.request(req.method, req.path, params=req.params, content=req.body,
-                                        headers=req.headers())
-        logger.debug("%s %s -> %d", req.method, req.path, resp.status_code)
-        return decode(resp)
+        if self._http is not None:
+            resp = await self._http.request(req.method, req.path, params=req.params, content=req.body,
+                                            headers=req.headers())
+            logger.debug("%s %s -> %d", req.method, req.path, resp.status_code)
+            return decode(resp)
+        async with self._aiohttp().request(req.method, req.path, params=req.params or None, data=req.body,
+                                           headers=req.headers()) as resp:
+            content = await resp.read()
+            logger.debug("%s %s -> %d", req.method, req.path, resp.status)
+            return decode_body(resp.status, content, resp.headers.get("Content-Type", "application/json"))
 
     async def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
                       json: Any = None, content_type: str = "application/json") -> Any:
@@ -219,12 +264,23 @@ class AsyncClient:
         req = verbs.watch(res, namespace, resource_version=resource_version, label_selector=label_selector,
                           field_selector=field_selector, timeout_seconds=timeout_seconds,
                           allow_bookmarks=allow_bookmarks)
-        async with self._http.stream(req.method, req.path, params=req.params,
-                                     timeout=_watch_timeout(self.config, timeout_seconds)) as resp:
-            if resp.status_code >= 300:
-                await resp.aread()
-                raise error_from_response(resp)
-            async for line in resp.aiter_lines():
+        if self._http is not None:
+            async with self._http.stream(req.method, req.path, params=req.params,
+                                         timeout=_watch_timeout(self.config, timeout_seconds)) as resp:
+                if resp.status_code >= 300:
+                    await resp.aread()
+                    raise error_from_response(resp)
+                async for line in resp.aiter_lines():
+                    if line.strip():
+                        yield parse_watch_line(line)
+            return
+        read = timeout_seconds + WATCH_READ_SLACK if timeout_seconds else None
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.config.timeout, sock_read=read)
+        async with self._aiohttp().request(req.method, req.path, params=req.params, timeout=timeout) as resp:
+            if resp.status >= 300:
+                raise error_from_body(resp.status, await resp.read(), resp.reason or "")
+            # readline() has no line-length limit, unlike iterating the stream (64 KiB chunks).
+            while line := await resp.content.readline():
                 if line.strip():
                     yield parse_watch_line(line)
 

@@ -25,13 +25,12 @@ import random
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
 
 from api.errors import APIError
 from client.events import EventRecorder
 from client.factory import InformerFactory
 from client.resources import object_key
-from client.rest import AsyncClient
+from client.rest import TRANSPORT_ERRORS, AsyncClient
 from scheduler import framework
 from scheduler.cache import Cache
 from scheduler.nodeinfo import Obj, pod_info
@@ -207,7 +206,7 @@ class Scheduler:
                 self.queue.done(qp.key)
             else:
                 self._bind_failed(qp, pod, node, e)
-        except httpx.HTTPError as e:
+        except TRANSPORT_ERRORS as e:
             self.cache.forget(qp.key)
             self._bind_failed(qp, pod, node, e)
         except asyncio.CancelledError:
@@ -245,6 +244,6 @@ class Scheduler:
         try:
             await self.client.patch("pods", meta["name"], patch, meta.get("namespace"),
                                     patch_type="strategic", subresource="status")
-        except (APIError, httpx.HTTPError) as e:
+        except (APIError, *TRANSPORT_ERRORS) as e:
             # The pod stays queued either way; a lost condition only costs the user an explanation.
             logger.warning("could not set PodScheduled=False on %s: %s", object_key(pod), e)
