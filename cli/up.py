@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from apiserver.pki import COMPONENTS, ensure_pki, ensure_tokens
+from apiserver.pki import COMPONENTS, ensure_pki, ensure_serving_cert, ensure_tokens
 from cli.etcd import EtcdProcess
 from client.kubeconfig import write_kubeconfig
 
@@ -74,6 +75,13 @@ def add_arguments(u: argparse.ArgumentParser) -> None:
     u.add_argument("--secure-port", type=int, default=6443)
     u.add_argument("--bind-address", default="127.0.0.1")
     u.add_argument("--controller-manager-health-port", type=int, default=10257)
+    u.add_argument("--scheduler-health-port", type=int, default=10259)
+    u.add_argument("--kubelet-port", type=int, default=10250)
+    u.add_argument("--node-name", default=None, help="default: this machine's hostname")
+    u.add_argument("--node-ip", default="127.0.0.1",
+                   help="the node's InternalIP (loopback by default: nothing leaves this machine)")
+    u.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    u.add_argument("--bridge", default="mk0", help="the node bridge pods attach to")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,15 +104,32 @@ def run(args: argparse.Namespace) -> int:
     etcd = EtcdProcess(data / "etcd", args.etcd_port, args.etcd_peer_port, log_path=logs / "etcd.log")
     etcd.start()
     py = sys.executable
-    children = [Child("apiserver", [py, "-m", "cli.main", "apiserver", "--etcd-servers", etcd.url,
-                                    "--secure-port", str(args.secure_port), "--bind-address", args.bind_address,
-                                    "--advertise-address", host,
-                                    "--tls-cert-file", str(pki["cert"]), "--tls-private-key-file", str(pki["key"]),
-                                    "--token-auth-file", str(data / "tokens.csv")], logs / "apiserver.log"),
-                Child("controller-manager", [py, "-m", "cli.main", "controller-manager", "--kubeconfig",
-                                             str(kubeconfigs / "kube-controller-manager.kubeconfig"),
-                                             "--health-port", str(args.controller_manager_health_port)],
-                      logs / "controller-manager.log")]
+    minik8s = [py, "-m", "cli.main"]
+    node_name = args.node_name or socket.gethostname().lower()
+    kubelet_cert = ensure_serving_cert(data / "pki", "kubelet", [args.node_ip, "127.0.0.1", node_name])
+    cfg = lambda identity: str(kubeconfigs / f"{identity}.kubeconfig")  # noqa: E731
+    children = [
+        Child("apiserver", minik8s + [
+            "apiserver", "--etcd-servers", etcd.url, "--secure-port", str(args.secure_port),
+            "--bind-address", args.bind_address, "--advertise-address", host,
+            "--tls-cert-file", str(pki["cert"]), "--tls-private-key-file", str(pki["key"]),
+            "--token-auth-file", str(data / "tokens.csv"), "--kubelet-certificate-authority", str(pki["ca"])],
+            logs / "apiserver.log"),
+        Child("controller-manager", minik8s + [
+            "controller-manager", "--kubeconfig", cfg("kube-controller-manager"),
+            "--health-port", str(args.controller_manager_health_port), "--cluster-cidr", args.cluster_cidr],
+            logs / "controller-manager.log"),
+        Child("scheduler", minik8s + [
+            "scheduler", "--kubeconfig", cfg("kube-scheduler"), "--health-port", str(args.scheduler_health_port)],
+            logs / "scheduler.log"),
+        Child("kubelet", minik8s + [
+            "kubelet", "--kubeconfig", cfg("node"), "--node-name", node_name, "--node-ip", args.node_ip,
+            "--root-dir", str(data / "kubelet"), "--address", args.node_ip, "--port", str(args.kubelet_port),
+            "--tls-cert-file", str(kubelet_cert["cert"]), "--tls-private-key-file", str(kubelet_cert["key"]),
+            "--authentication-token-file", str(data / "tokens.csv"), "--cluster-cidr", args.cluster_cidr,
+            "--bridge", args.bridge],
+            logs / "kubelet.log"),
+    ]
     stopping = False
 
     def stop(*_):

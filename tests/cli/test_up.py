@@ -14,9 +14,16 @@ from cli.etcd import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_up(data: Path, etcd_port: int, peer_port: int, api_port: int) -> tuple[subprocess.Popen, str]:
+BRIDGE = f"mkup{os.getpid() % 10000}"
+
+
+def start_up(data: Path, etcd_port: int, peer_port: int, api_port: int, *ports: int) -> tuple[subprocess.Popen, str]:
+    kubelet, cm, sched = ports
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--data-dir", str(data), "--etcd-port",
-                             str(etcd_port), "--etcd-peer-port", str(peer_port), "--secure-port", str(api_port)],
+                             str(etcd_port), "--etcd-peer-port", str(peer_port), "--secure-port", str(api_port),
+                             "--kubelet-port", str(kubelet), "--controller-manager-health-port", str(cm),
+                             "--scheduler-health-port", str(sched), "--bridge", BRIDGE, "--node-name", "up-node",
+                             "--cluster-cidr", "10.244.0.0/16"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -47,8 +54,23 @@ def children_of(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
+def wait_for(fn, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.2)
+    return fn()
+
+
+def remove_node_network(data: Path) -> None:
+    from kubelet.network import PodNetwork
+    PodNetwork(bridge=BRIDGE, state_dir=data / "kubelet", service_sink="kube-svc0").teardown()
+
+
 def test_up_starts_a_cluster_stops_cleanly_and_keeps_objects(tmp_path):
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(6)]
     proc, line = start_up(tmp_path, *ports)
     try:
         assert "curl" in line and f"https://127.0.0.1:{ports[2]}" in line
@@ -67,11 +89,27 @@ def test_up_starts_a_cluster_stops_cleanly_and_keeps_objects(tmp_path):
             curl = line.split("try: ", 1)[1].strip()
             out = subprocess.run(["bash", "-c", curl + " -s"], capture_output=True, text=True, timeout=20).stdout
             assert '"NamespaceList"' in out
+            # Every component is up: the kubelet registered a Ready node that got a podCIDR from the
+            # controller-manager, and a pod created without a node is scheduled and runs.
+            node = wait_for(lambda: (lambda n: n if n.get("spec", {}).get("podCIDR") and any(
+                c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+                else None)(c.get("/api/v1/nodes/up-node").json()))
+            assert node, c.get("/api/v1/nodes/up-node").text
+            pod = {"metadata": {"name": "hello"}, "spec": {"containers": [{"name": "web", "image": "minik8s/myapp:v1"}]}}
+            assert c.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+            running = wait_for(lambda: c.get("/api/v1/namespaces/default/pods/hello").json()["status"].get("phase")
+                               == "Running")
+            assert running, c.get("/api/v1/namespaces/default/pods/hello").text
+            ip = c.get("/api/v1/namespaces/default/pods/hello").json()["status"]["podIP"]
+            assert httpx.get(f"http://{ip}/hostname.html", timeout=5).text.strip() == "hello"
+            c.delete("/api/v1/namespaces/default/pods/hello")
+            assert wait_for(lambda: c.get("/api/v1/namespaces/default/pods/hello").status_code == 404)
         kids = children_of(proc.pid)
-        assert len(kids) >= 2  # etcd and the apiserver
+        assert len(kids) >= 5  # etcd, apiserver, controller-manager, scheduler, kubelet
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+        remove_node_network(tmp_path)
     for pid in kids:
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
 
@@ -82,3 +120,4 @@ def test_up_starts_a_cluster_stops_cleanly_and_keeps_objects(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
+        remove_node_network(tmp_path)
