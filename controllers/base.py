@@ -33,6 +33,10 @@ class Controller:
         self.queue = WorkQueue(self.name)
         self.setup()
 
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        """Command-line flags of this controller (an argparse group); parsed values arrive in `options`."""
+
     def setup(self) -> None:
         """Create informers and register handlers."""
 

@@ -15,20 +15,27 @@ def add_leader_election_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identity", default=None, help="leader-election identity (default: hostname_pid)")
 
 
+COMMON = ("kubeconfig", "controllers", "health_port", "leader_elect", "leader_elect_lease_duration",
+          "leader_elect_renew_deadline", "leader_elect_retry_period", "identity", "fn", "command", "verbose")
+
+
 def add_arguments(c: argparse.ArgumentParser) -> None:
+    from controllers.manager import CONTROLLERS
+
     c.add_argument("--kubeconfig", required=True)
     c.add_argument("--controllers", default="*", help="'*' for all, 'name' to enable, '-name' to disable")
     c.add_argument("--health-port", type=int, default=10257)
-    c.add_argument("--cluster-cidr", default="10.244.0.0/16")
-    c.add_argument("--node-cidr-mask-size", type=int, default=24)
     add_leader_election_flags(c)
+    # Each controller declares its own flags; they reach it as keyword options.
+    for name in sorted(CONTROLLERS):
+        CONTROLLERS[name].add_arguments(c.add_argument_group(f"{name} controller"))
 
 
 def run(args: argparse.Namespace) -> int:
     from controllers.manager import run_controller_manager
 
+    options = {k: v for k, v in vars(args).items() if k not in COMMON}
     return asyncio.run(run_controller_manager(
         kubeconfig=args.kubeconfig, controllers=args.controllers, leader_elect=args.leader_elect,
         health_port=args.health_port, identity=args.identity, lease_duration=args.leader_elect_lease_duration,
-        renew_deadline=args.leader_elect_renew_deadline, retry_period=args.leader_elect_retry_period,
-        cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size))
+        renew_deadline=args.leader_elect_renew_deadline, retry_period=args.leader_elect_retry_period, **options))

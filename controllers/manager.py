@@ -8,7 +8,9 @@ endpoint answers `/healthz` for supervisors and load balancers.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import pkgutil
 import os
 import signal
 import socket
@@ -18,14 +20,26 @@ from client.factory import InformerFactory
 from client.kubeconfig import Config
 from client.leaderelection import LeaderElector
 from client.rest import AsyncClient
+import controllers
 from controllers.base import Controller
-from controllers.nodeipam import NodeIPAMController
 
 logger = logging.getLogger(__name__)
 
-CONTROLLERS: dict[str, type[Controller]] = {
-    "nodeipam": NodeIPAMController,
-}
+
+def discover() -> dict[str, type[Controller]]:
+    """Every Controller subclass defined in a module of this package, by its `name`: adding a controller
+    is adding a module."""
+    found: dict[str, type[Controller]] = {}
+    for info in pkgutil.iter_modules(controllers.__path__):
+        module = importlib.import_module(f"controllers.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Controller) and obj is not Controller \
+                    and obj.__module__ == module.__name__:
+                found[obj.name] = obj
+    return found
+
+
+CONTROLLERS = discover()
 
 
 def select(spec: str) -> list[str]:

@@ -44,6 +44,11 @@ class NodeIPAMController(Controller):
     name = "nodeipam"
     workers = 1
 
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("--cluster-cidr", default="10.244.0.0/16", help="the range pod CIDRs are cut from")
+        group.add_argument("--node-cidr-mask-size", type=int, default=24)
+
     def setup(self) -> None:
         self.allocator = CIDRAllocator(self.options.get("cluster_cidr", "10.244.0.0/16"),
                                        int(self.options.get("node_cidr_mask_size", 24)))

@@ -115,3 +115,20 @@ def namespace(http, request):
     r = http.post("/api/v1/namespaces", json={"metadata": {"name": name}})
     assert r.status_code == 201, r.text
     return name
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A whole cluster (own etcd, apiserver, controller-manager, scheduler, two kubelets), started once
+    for the end-to-end tests that ask for it."""
+    from tests.cluster import Cluster
+
+    c = Cluster(tmp_path_factory.mktemp("cluster"), nodes=2,
+                controller_manager_flags=os.environ.get("MINIK8S_E2E_CM_FLAGS", "").split())
+    try:
+        c.start()
+    except Exception:
+        c.stop()
+        raise
+    yield c
+    c.stop()

@@ -1,0 +1,221 @@
+"""A whole cluster of real processes for end-to-end tests: its own etcd and apiserver, the
+controller-manager, the scheduler and N kubelets on the host's dockerd.
+
+Each kubelet is a "node" with its own bridge, service sink and root dir; the controller-manager's node
+IPAM gives them podCIDRs from a cluster range used by no other test (10.250.0.0/16), so pods of
+different nodes reach each other through the host's routes between the bridges. Everything started is
+torn down in `stop()`: processes, containers (by the kubelets' node labels), bridges, iptables chains,
+mounts and directories.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from client.kubeconfig import write_kubeconfig
+from cli.etcd import EtcdProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_CIDR = "10.250.0.0/16"
+
+
+def wait_for(fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Proc:
+    name: str
+    cmd: list[str]
+    log: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self, sig_kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if sig_kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+
+@dataclass
+class Node:
+    name: str
+    bridge: str
+    sink: str
+    root: Path
+    proc: Proc
+
+
+@dataclass
+class Cluster:
+    dir: Path
+    nodes: int = 2
+    controller_manager_flags: list[str] = field(default_factory=list)
+    etcd: EtcdProcess | None = None
+    url: str = ""
+    ca: Path | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, Proc] = field(default_factory=dict)
+    kubelets: list[Node] = field(default_factory=list)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> "Cluster":
+        from apiserver.pki import ensure_pki, ensure_serving_cert, ensure_tokens
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.etcd = EtcdProcess(self.dir / "etcd", free_port(), free_port(), log_path=self.dir / "etcd.log").start()
+        pki = ensure_pki(self.dir / "pki")
+        self.ca = pki["ca"]
+        self.tokens = ensure_tokens(self.dir / "tokens.csv")
+        port = free_port()
+        self.url = f"https://127.0.0.1:{port}"
+        py = [sys.executable, "-m", "cli.main"]
+        self._add("apiserver", py + ["apiserver", "--etcd-servers", self.etcd.url, "--secure-port", str(port),
+                                     "--bind-address", "127.0.0.1", "--tls-cert-file", str(pki["cert"]),
+                                     "--tls-private-key-file", str(pki["key"]),
+                                     "--token-auth-file", str(self.dir / "tokens.csv"),
+                                     "--kubelet-certificate-authority", str(pki["ca"])])
+        self._wait_ready()
+        self._add("controller-manager", py + ["controller-manager", "--kubeconfig",
+                                              self.kubeconfig("system:kube-controller-manager"),
+                                              "--health-port", str(free_port()), "--cluster-cidr", CLUSTER_CIDR,
+                                              "--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline",
+                                              "3", "--leader-elect-retry-period", "0.5",
+                                              *self.controller_manager_flags])
+        self._add("scheduler", py + ["scheduler", "--kubeconfig", self.kubeconfig("system:kube-scheduler"),
+                                     "--health-port", "0", "--leader-elect-lease-duration", "4",
+                                     "--leader-elect-renew-deadline", "3", "--leader-elect-retry-period", "0.5"])
+        cert = ensure_serving_cert(self.dir / "pki", "kubelet", ["127.0.0.1"])
+        suffix = os.urandom(2).hex()
+        for i in range(self.nodes):
+            name = f"node-{suffix}-{i}"
+            root = self.dir / name
+            proc = Proc(name, py + ["kubelet", "--kubeconfig", self.kubeconfig("system:node"), "--node-name", name,
+                                    "--node-ip", "127.0.0.1", "--address", "127.0.0.1", "--port", str(free_port()),
+                                    "--root-dir", str(root), "--bridge", f"mkc{suffix}{i}",
+                                    "--service-sink", f"mks{suffix}{i}", "--cluster-cidr", CLUSTER_CIDR,
+                                    "--tls-cert-file", str(cert["cert"]), "--tls-private-key-file", str(cert["key"]),
+                                    "--authentication-token-file", str(self.dir / "tokens.csv"),
+                                    "--crash-loop-backoff-base", "0.5", "--relist-period", "2",
+                                    "--node-status-update-frequency", "2"],
+                        self.dir / f"{name}.log")
+            proc.start()
+            self.kubelets.append(Node(name, f"mkc{suffix}{i}", f"mks{suffix}{i}", root, proc))
+        with self.http() as http:
+            for node in self.kubelets:
+                wait_for(lambda: self.node_ready(http, node.name), 60, what=f"node {node.name} Ready "
+                         f"(log tail: {node.proc.tail(800)})")
+        return self
+
+    def _add(self, name: str, cmd: list[str]) -> Proc:
+        p = Proc(name, cmd, self.dir / f"{name}.log")
+        p.start()
+        self.procs[name] = p
+        return p
+
+    def _wait_ready(self) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        api = self.procs["apiserver"]
+
+        def ready() -> bool:
+            if not api.running:
+                raise RuntimeError(f"apiserver exited: {api.tail()}")
+            try:
+                return httpx.get(self.url + "/readyz", verify=ctx, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_for(ready, 30, 0.05, "apiserver ready")
+
+    def stop(self) -> None:
+        for node in self.kubelets:
+            node.proc.stop()
+        for name in ("scheduler", "controller-manager", "apiserver"):
+            if name in self.procs:
+                self.procs[name].stop()
+        for node in self.kubelets:
+            remove_node_leftovers(node)
+        if self.etcd:
+            self.etcd.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- helpers for tests ----------------------------------------------------------------------------
+
+    def kubeconfig(self, identity: str = "admin") -> str:
+        path = self.dir / f"{identity.replace(':', '-')}.kubeconfig"
+        if not path.exists():
+            write_kubeconfig(path, server=self.url, ca_pem=self.ca.read_bytes(), token=self.tokens[identity],
+                             user=identity)
+        return str(path)
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, verify=ssl.create_default_context(cafile=str(self.ca)),
+                            headers={"Authorization": f"Bearer {self.tokens['admin']}"}, timeout=30)
+
+    @staticmethod
+    def node_ready(http: httpx.Client, name: str) -> bool:
+        r = http.get(f"/api/v1/nodes/{name}")
+        if r.status_code != 200:
+            return False
+        conds = {c["type"]: c["status"] for c in (r.json().get("status") or {}).get("conditions") or []}
+        return conds.get("Ready") == "True" and bool((r.json().get("spec") or {}).get("podCIDR"))
+
+    def new_namespace(self, http: httpx.Client, prefix: str = "e2e") -> str:
+        name = f"{prefix}-{os.urandom(3).hex()}"
+        assert http.post("/api/v1/namespaces", json={"metadata": {"name": name}}).status_code == 201
+        return name
+
+
+def remove_node_leftovers(node: Node) -> None:
+    """Containers, network and mounts a stopped kubelet leaves behind (kubelets leave pods running)."""
+    import docker
+
+    from kubelet import labels
+    from kubelet.network import PodNetwork
+
+    client = docker.from_env()
+    for c in client.api.containers(all=True, filters=labels.selector(node.name)):
+        client.api.remove_container(c["Id"], force=True)
+    client.close()
+    try:
+        PodNetwork(bridge=node.bridge, state_dir=node.root / "network", service_sink=node.sink).teardown()
+    except Exception as e:  # cleanup must not hide the test's own result
+        print(f"network teardown of {node.name} failed: {e}")
+    for mount in reversed(Path("/proc/mounts").read_text().splitlines()):
+        target = mount.split()[1]
+        if target.startswith(str(node.root)):
+            subprocess.run(["umount", "-l", target], capture_output=True)
