@@ -1,0 +1,209 @@
+"""What workload controllers share: controller references, claiming pods, pod readiness, expectations.
+
+- Controller references (`ownerReferences` with `controller: true`) say which object manages which;
+  `claim(...)` is Kubernetes' adoption rule: an owner adopts matching orphans (by patching in its ref)
+  and releases pods it controls that no longer match its selector; pods controlled by someone else are
+  never touched.
+- `pod_from_template` builds the pod a controller creates: template labels/annotations/spec, the
+  controller reference, finalizers none, `generateName` from the owner.
+- `Expectations` remembers creates/deletes a controller issued but has not yet seen in its informer, so a
+  reconcile that runs before the watch catches up does not create (or delete) the same pods again.
+- Readiness: `is_pod_ready`, `is_pod_available(pod, min_ready_seconds, now)`, `is_pod_active`.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import time
+from typing import Any, Iterable
+
+from api.errors import APIError
+from api.selectors import LabelSelector, selector_from_dict
+from client.rest import AsyncClient
+
+Obj = dict[str, Any]
+
+
+# -- time --------------------------------------------------------------------------------------------
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> float | None:
+    """RFC 3339 (with or without fractional seconds) to a Unix timestamp."""
+    if not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+# -- owner references --------------------------------------------------------------------------------
+
+def controller_ref(obj: Obj) -> Obj | None:
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def is_controlled_by(obj: Obj, owner: Obj) -> bool:
+    ref = controller_ref(obj)
+    return ref is not None and ref.get("uid") == owner["metadata"].get("uid")
+
+
+def new_controller_ref(owner: Obj) -> Obj:
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+# -- pods --------------------------------------------------------------------------------------------
+
+def pod_condition(pod: Obj, ctype: str) -> Obj | None:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == ctype:
+            return c
+    return None
+
+
+def is_pod_ready(pod: Obj) -> bool:
+    c = pod_condition(pod, "Ready")
+    return c is not None and c.get("status") == "True"
+
+
+def is_pod_available(pod: Obj, min_ready_seconds: int, now: float | None = None) -> bool:
+    """Ready for at least `min_ready_seconds` (Kubernetes' podutil.IsPodAvailable)."""
+    c = pod_condition(pod, "Ready")
+    if c is None or c.get("status") != "True":
+        return False
+    if not min_ready_seconds:
+        return True
+    since = parse_time(c.get("lastTransitionTime"))
+    return since is not None and since + min_ready_seconds <= (now if now is not None else time.time())
+
+
+def is_pod_active(pod: Obj) -> bool:
+    """Not terminal and not being deleted (controller.FilterActivePods)."""
+    phase = (pod.get("status") or {}).get("phase")
+    return phase not in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp")
+
+
+def pod_from_template(template: Obj, owner: Obj, *, name: str | None = None, namespace: str | None = None,
+                      extra_labels: dict[str, str] | None = None) -> Obj:
+    """The pod a controller creates from its template: named `name` or generated from the owner's name."""
+    template = copy.deepcopy(template or {})
+    tmeta = template.get("metadata") or {}
+    meta: Obj = {"labels": {**(tmeta.get("labels") or {}), **(extra_labels or {})},
+                 "annotations": dict(tmeta.get("annotations") or {}),
+                 "ownerReferences": [new_controller_ref(owner)],
+                 "namespace": namespace or owner["metadata"].get("namespace")}
+    if tmeta.get("finalizers"):
+        meta["finalizers"] = list(tmeta["finalizers"])
+    if name:
+        meta["name"] = name
+    else:
+        meta["generateName"] = f'{owner["metadata"]["name"]}-'
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template.get("spec") or {}}
+
+
+# -- claiming ----------------------------------------------------------------------------------------
+
+async def claim(client: AsyncClient, owner: Obj, selector: LabelSelector, candidates: Iterable[Obj],
+                resource: str = "pods") -> list[Obj]:
+    """The objects `owner` controls after adopting matching orphans and releasing non-matching ones.
+
+    An owner being deleted adopts nothing. Adoption and release are patches guarded by the object's uid,
+    so a concurrent change of hands fails instead of being overwritten."""
+    owned: list[Obj] = []
+    deleting = bool(owner["metadata"].get("deletionTimestamp"))
+    for obj in candidates:
+        meta = obj["metadata"]
+        ref = controller_ref(obj)
+        matches = selector.matches(meta.get("labels"))
+        if ref is not None:
+            if ref.get("uid") != owner["metadata"]["uid"]:
+                continue
+            if matches or deleting:
+                owned.append(obj)
+                continue
+            if await _release(client, owner, obj, resource):
+                continue
+            owned.append(obj)
+        elif matches and not deleting and not meta.get("deletionTimestamp"):
+            adopted = await _adopt(client, owner, obj, resource)
+            if adopted is not None:
+                owned.append(adopted)
+    return owned
+
+
+async def _adopt(client: AsyncClient, owner: Obj, obj: Obj, resource: str) -> Obj | None:
+    meta = obj["metadata"]
+    refs = list(meta.get("ownerReferences") or []) + [new_controller_ref(owner)]
+    patch = {"metadata": {"ownerReferences": refs, "uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}}
+    try:
+        return await client.patch(resource, meta["name"], patch, meta.get("namespace"), patch_type="merge")
+    except APIError as e:
+        if e.code in (404, 409, 422):
+            return None
+        raise
+
+
+async def _release(client: AsyncClient, owner: Obj, obj: Obj, resource: str) -> bool:
+    meta = obj["metadata"]
+    refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != owner["metadata"]["uid"]]
+    patch = {"metadata": {"ownerReferences": refs or None, "uid": meta["uid"],
+                          "resourceVersion": meta["resourceVersion"]}}
+    try:
+        await client.patch(resource, meta["name"], patch, meta.get("namespace"), patch_type="merge")
+        return True
+    except APIError as e:
+        if e.code in (404, 409, 422):
+            return e.code == 404
+        raise
+
+
+def owner_selector(owner: Obj) -> LabelSelector:
+    return selector_from_dict((owner.get("spec") or {}).get("selector"))
+
+
+# -- expectations ------------------------------------------------------------------------------------
+
+class Expectations:
+    """Creates and deletes in flight per controller key (Kubernetes' ControllerExpectations).
+
+    A reconcile that issued N creates expects to observe N pod ADDs before trusting its cache again; if
+    the informer never delivers them (a create failed server-side), the expectation expires after
+    `ttl` seconds so the controller cannot wedge."""
+
+    def __init__(self, ttl: float = 300.0):
+        self.ttl = ttl
+        self._pending: dict[str, tuple[int, int, float]] = {}
+
+    def expect(self, key: str, adds: int = 0, deletes: int = 0) -> None:
+        a, d, _ = self._pending.get(key, (0, 0, 0.0))
+        self._pending[key] = (a + adds, d + deletes, time.monotonic())
+
+    def observed_add(self, key: str) -> None:
+        if key in self._pending:
+            a, d, t = self._pending[key]
+            self._pending[key] = (a - 1, d, t)
+
+    def observed_delete(self, key: str) -> None:
+        if key in self._pending:
+            a, d, t = self._pending[key]
+            self._pending[key] = (a, d - 1, t)
+
+    def satisfied(self, key: str) -> bool:
+        entry = self._pending.get(key)
+        if entry is None:
+            return True
+        a, d, t = entry
+        if (a <= 0 and d <= 0) or time.monotonic() - t > self.ttl:
+            self._pending.pop(key, None)
+            return True
+        return False
+
+    def forget(self, key: str) -> None:
+        self._pending.pop(key, None)
