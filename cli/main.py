@@ -18,7 +18,8 @@ SUBCOMMANDS = {
     "scheduler": "scheduler.cmd",
     "kubelet": "kubelet.cmd",
     "proxy": "kubeproxy.cmd",
-    "dns": "kubeproxy.dnscmd",
+    "dns": "clusterdns.cmd",
+    "lab": "lab.cmd",
     "up": "cli.up",
 }
 
