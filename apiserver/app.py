@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from api import errors, registry
 from api.errors import APIError
-from apiserver import bootstrap
+from apiserver import bootstrap, openapi
 from apiserver.allocator import ServiceAllocator
 from apiserver.pki import read_token_file
 from apiserver.proxy import KUBELET_CLIENT_USER, KubeletProxy, deny_websocket
@@ -279,6 +279,16 @@ def create_app(settings: Settings):
     async def version(request: Request) -> Response:
         return json_response(VERSION)
 
+    async def openapi_root(request: Request) -> Response:
+        return json_response(openapi.root_document())
+
+    async def openapi_group_version(request: Request) -> Response:
+        gv = request.path_params["gv"].strip("/")
+        doc = openapi.group_version_document(gv)
+        if not doc["paths"]:
+            return json_response(APIError(404, "NotFound", "the server could not find the requested resource").status(), 404)
+        return json_response(doc)
+
     async def live(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -293,6 +303,8 @@ def create_app(settings: Settings):
 
     r = app.router
     r.add_route("/version", version, ["GET"])
+    r.add_route("/openapi/v3", openapi_root, ["GET"])
+    r.add_route("/openapi/v3/{gv:path}", openapi_group_version, ["GET"])
     r.add_route("/healthz", live, ["GET"])
     r.add_route("/livez", live, ["GET"])
     r.add_route("/readyz", ready, ["GET"])

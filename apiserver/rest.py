@@ -25,7 +25,7 @@ from api.errors import APIError, Cause
 from api.patch import json_patch, merge_patch, strategic_merge_patch
 from api.registry import ResourceDef
 from api.selectors import parse_field_selector, parse_label_selector
-from apiserver import strategy
+from apiserver import openapi, strategy
 from apiserver.allocator import Exhausted, ServiceAllocator, requested
 from apiserver.storage import CompareFailed, SideEffects, Store
 from apiserver.watchcache import WatchCache
@@ -106,6 +106,7 @@ async def read_body(request: Request) -> Obj | list:
                 raise errors.too_large("the request body is larger than the 3 MiB limit")
             chunks.append(chunk)
         raw = b"".join(chunks)
+    request.state.raw_body = raw
     ctype = (request.headers.get("content-type") or JSON).split(";")[0].strip().lower()
     if not raw.strip():
         raise errors.bad_request("the request body is empty")
@@ -386,6 +387,7 @@ class RestHandler:
         if t.sub is not None:
             raise errors.method_not_allowed(f"POST is not supported on {t.rd.plural}/{t.sub}")
         body = _require_object(await read_body(request))
+        warnings = self._field_validation(request, t.rd, body)
         self._check_type(t.rd, body)
         if t.rd.namespaced and not t.namespace:
             raise errors.bad_request("a namespaced object must be created inside a namespace")
@@ -409,7 +411,7 @@ class RestHandler:
             obj = copy.deepcopy(body) if t.rd.kind == "Service" else body
             side = await self._allocate(t.rd, obj, None, set(), set())
             if dry_run:
-                return json_response(obj, 201)
+                return _warned(json_response(obj, 201), warnings)
             try:
                 rev = await self.store.create(t.key(obj["metadata"]["name"]), obj, side)
             except CompareFailed as e:
@@ -422,7 +424,7 @@ class RestHandler:
                     raise self._invalid(t.rd, body, [self._taken_cause(e.side_key_taken)]) from None
                 continue
             obj["metadata"]["resourceVersion"] = str(rev)
-            return json_response(obj, 201)
+            return _warned(json_response(obj, 201), warnings)
         raise errors.internal("could not allocate a free address after several attempts")
 
     @staticmethod
@@ -456,6 +458,7 @@ class RestHandler:
         body = _require_object(await read_body(request))
         if t.sub == "scale":
             return await self._update_scale(request, t, body)
+        warnings = self._field_validation(request, t.rd, body)
         self._check_type(t.rd, body)
         self._check_namespace(t, body)
         name = body["metadata"].get("name")
@@ -464,7 +467,7 @@ class RestHandler:
         body["metadata"]["name"] = t.name
         want_rv = _rv_param(str(body["metadata"].get("resourceVersion") or "")) if body["metadata"].get(
             "resourceVersion") not in (None, "") else None
-        return json_response(await self._write(t, lambda _cur: copy.deepcopy(body), want_rv))
+        return _warned(json_response(await self._write(t, lambda _cur: copy.deepcopy(body), want_rv)), warnings)
 
     async def patch(self, request: Request, t: Target) -> Response:
         ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
@@ -475,6 +478,7 @@ class RestHandler:
                                                 f"media types include: {', '.join(kinds)}")
         body = await read_body(request)
         kind = kinds[ctype]
+        warnings = self._field_validation(request, t.rd, body if kind != "json" and t.sub is None else None)
         if kind == "json" and not isinstance(body, list):
             raise errors.bad_request("a JSON patch must be a list of operations")
         if kind != "json" and not isinstance(body, dict):
@@ -499,7 +503,12 @@ class RestHandler:
         if isinstance(body, dict) and isinstance(body.get("metadata"), dict) and body["metadata"].get("resourceVersion"):
             want_rv = _rv_param(str(body["metadata"]["resourceVersion"]))
         result = await self._write(t, apply, want_rv, patch=True)
-        return json_response(self._scale(t.rd, result) if t.sub == "scale" else result)
+        return _warned(json_response(self._scale(t.rd, result) if t.sub == "scale" else result), warnings)
+
+    @staticmethod
+    def _field_validation(request: Request, rd: ResourceDef, body: Any) -> list[str]:
+        return openapi.check_fields(request.query_params.get("fieldValidation"), rd,
+                                    getattr(request.state, "raw_body", None), body)
 
     async def _write(self, t: Target, make, want_rv: int | None, patch: bool = False) -> Obj:
         """Read the current object, derive the new one, and store it guarded by the revision read.
@@ -746,6 +755,13 @@ class RestHandler:
                 if e.code != 404:
                     raise
         return self._list_response(t.rd, [orjson.dumps(o) for o in deleted], self.cache.revision, None)
+
+
+def _warned(response: Response, warnings: list[str]) -> Response:
+    """Field-validation findings in Warn mode travel as HTTP Warning headers, as Kubernetes sends them."""
+    for w in warnings:
+        response.headers.append("Warning", f'299 - "{w}"')
+    return response
 
 
 def _namespace_finalizers(obj: Obj) -> list:
