@@ -25,7 +25,7 @@ from api.errors import APIError, Cause
 from api.patch import json_patch, merge_patch, strategic_merge_patch
 from api.registry import ResourceDef
 from api.selectors import parse_field_selector, parse_label_selector
-from apiserver import openapi, strategy
+from apiserver import openapi, strategy, tables
 from apiserver.allocator import Exhausted, ServiceAllocator, requested
 from apiserver.storage import CompareFailed, SideEffects, Store
 from apiserver.watchcache import WatchCache
@@ -197,7 +197,10 @@ class RestHandler:
             if m == "GET":
                 if t.sub == "scale":
                     return json_response(self._scale(t.rd, await self._get_current(t)))
-                return json_response(await self._get_current(t))
+                obj = await self._get_current(t)
+                if t.sub is None and tables.wants_table(request.headers.get("accept")):
+                    return json_response(tables.table(t.rd, [obj], obj["metadata"]["resourceVersion"]))
+                return json_response(obj)
             if m == "PUT":
                 return await self.update(request, t)
             if m == "PATCH":
@@ -221,13 +224,14 @@ class RestHandler:
         limit = _int_param(request, "limit") or 0
         cont = request.query_params.get("continue")
         rv = request.query_params.get("resourceVersion")
+        as_table = tables.wants_table(request.headers.get("accept"))
         if limit > 0 or cont:
-            return await self._list_paged(t, flt, limit, cont)
+            return await self._list_paged(t, flt, limit, cont, as_table)
         if rv in (None, ""):
             try:
                 await self.cache.sync()
             except TimeoutError:
-                return await self._list_paged(t, flt, 0, None)
+                return await self._list_paged(t, flt, 0, None, as_table)
         else:
             want = _rv_param(rv)
             if want and not await self.cache.wait_for(want, timeout=3.0):
@@ -235,10 +239,13 @@ class RestHandler:
         cache = self.cache.cache_for(t.rd)
         prefix = t.prefix()
         revision = self.cache.revision
-        items = [cache.serialized(k) for k, obj in cache.objects.items() if k.startswith(prefix) and flt(obj)]
-        return self._list_response(t.rd, items, revision, None)
+        keys = [k for k, obj in cache.objects.items() if k.startswith(prefix) and flt(obj)]
+        if as_table:
+            return json_response(tables.table(t.rd, [cache.objects[k] for k in keys], str(revision)))
+        return self._list_response(t.rd, [cache.serialized(k) for k in keys], revision, None)
 
-    async def _list_paged(self, t: Target, flt: Filter, limit: int, cont: str | None) -> Response:
+    async def _list_paged(self, t: Target, flt: Filter, limit: int, cont: str | None,
+                          as_table: bool = False) -> Response:
         start, revision = None, 0
         if cont:
             try:
@@ -248,7 +255,7 @@ class RestHandler:
                     raise ValueError
             except Exception:
                 raise errors.bad_request("continue key is not valid") from None
-        items: list[bytes] = []
+        items: list[Obj] = []
         more = True
         try:
             while more and (limit == 0 or len(items) < limit):
@@ -256,7 +263,7 @@ class RestHandler:
                 page, revision, more = await self.store.list(t.prefix(), start=start, limit=want, revision=revision)
                 for obj in page:
                     if flt(obj):
-                        items.append(orjson.dumps(obj))
+                        items.append(obj)
                 if page:
                     start = _key_of(t.rd, page[-1]) + "\x00"
                 if not page:
@@ -269,7 +276,9 @@ class RestHandler:
         token = None
         if more:
             token = base64.urlsafe_b64encode(orjson.dumps({"start": start, "rv": revision})).decode().rstrip("=")
-        return self._list_response(t.rd, items, revision, token)
+        if as_table:
+            return json_response(tables.table(t.rd, items, str(revision), token))
+        return self._list_response(t.rd, [orjson.dumps(o) for o in items], revision, token)
 
     @staticmethod
     def _list_response(rd: ResourceDef, items: list[bytes], revision: int, cont: str | None) -> Response:
@@ -310,13 +319,21 @@ class RestHandler:
             return Response(line, media_type=JSON)
         rd = t.rd
         revision_at_start = start
+        as_table = tables.wants_table(request.headers.get("accept"))
+
+        def line(kind: str, obj: Obj, ev=None) -> bytes:
+            if as_table:
+                obj = tables.table(rd, [obj], obj["metadata"].get("resourceVersion", ""))
+            elif ev is not None:
+                return ev.line()
+            return orjson.dumps({"type": kind, "object": obj}) + b"\n"
 
         async def stream() -> AsyncIterator[bytes]:
             deadline = None if not timeout else asyncio.get_running_loop().time() + timeout
             last_rv = revision_at_start
             try:
                 for obj in snapshot:
-                    yield orjson.dumps({"type": "ADDED", "object": obj}) + b"\n"
+                    yield line("ADDED", obj)
                 if initial:
                     yield self._bookmark(rd, revision_at_start, initial_end=True)
                 while True:
@@ -335,7 +352,7 @@ class RestHandler:
                     if ev is None:
                         return
                     last_rv = ev.rv
-                    yield ev.line()
+                    yield line(ev.type, ev.obj, ev)
             finally:
                 watcher.close()
 

@@ -68,3 +68,19 @@ spec:
     assert r.returncode != 0 and 'unknown field "bogus"' in r.stderr
     r = kubectl("get", "configmaps")
     assert "bad" not in r.stdout
+
+
+def test_table_output_for_kubectl_get(http, namespace):
+    http.post(f"/api/v1/namespaces/{namespace}/pods",
+              json={"metadata": {"name": "t"}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}})
+    accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    t = http.get(f"/api/v1/namespaces/{namespace}/pods", headers=accept).json()
+    assert t["kind"] == "Table"
+    names = [c["name"] for c in t["columnDefinitions"]]
+    assert names[:4] == ["Name", "Ready", "Status", "Restarts"] and names[-1] == "Age"
+    assert t["rows"][0]["cells"][:3] == ["t", "0/1", "Pending"]
+    assert t["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    one = http.get(f"/api/v1/namespaces/{namespace}/pods/t", headers=accept).json()
+    assert one["kind"] == "Table" and len(one["rows"]) == 1
+    plain = http.get(f"/api/v1/namespaces/{namespace}/pods/t").json()
+    assert plain["kind"] == "Pod"
