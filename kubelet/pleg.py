@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import docker
 
 from kubelet import labels as L
 from kubelet.runtime import Runtime
