@@ -1,2 +1,3 @@
-"""Cluster DNS: the `minik8s dns` server (`records`, `server`), the kube-dns Service (`manifest`) and the
-pure helpers the kubelet uses for a pod's resolv.conf and service environment variables (`resolvconf`)."""
+"""Cluster DNS: the `minik8s dns` server (`records`, `server`) and the kube-dns Service (`manifest`).
+What a pod's resolv.conf and service environment variables look like is pure pod-spec logic shared with
+the kubelet, in `api.resolvconf`."""

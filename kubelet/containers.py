@@ -103,36 +103,6 @@ def container_args(pod: Obj, container: Obj, *, node: str, kind: str, attempt: i
     return container["image"], container_name(pod, container["name"], attempt), config, host
 
 
-def resolv_conf(pod: Obj, *, cluster_dns: str, cluster_domain: str, host_resolv: str) -> str:
-    """/etc/resolv.conf for the pod's dnsPolicy (ClusterFirst, Default, None + dnsConfig)."""
-    spec = pod.get("spec") or {}
-    namespace = (pod.get("metadata") or {}).get("namespace", "default")
-    policy = spec.get("dnsPolicy") or "ClusterFirst"
-    if policy == "ClusterFirstWithHostNet":
-        policy = "ClusterFirst"
-    if policy == "Default":
-        return host_resolv
-    servers: list[str] = []
-    searches: list[str] = []
-    options: list[str] = []
-    if policy == "ClusterFirst":
-        servers = [cluster_dns]
-        searches = [f"{namespace}.svc.{cluster_domain}", f"svc.{cluster_domain}", cluster_domain]
-        options = ["ndots:5"]
-    dns = spec.get("dnsConfig") or {}
-    servers += [s for s in dns.get("nameservers") or [] if s not in servers]
-    searches += [s for s in dns.get("searches") or [] if s not in searches]
-    for opt in dns.get("options") or []:
-        text = opt.get("name", "") + (f":{opt['value']}" if opt.get("value") else "")
-        options = [o for o in options if o.split(":")[0] != opt.get("name")] + [text]
-    lines = [f"nameserver {s}" for s in servers]
-    if searches:
-        lines.append("search " + " ".join(searches))
-    if options:
-        lines.append("options " + " ".join(options))
-    return "\n".join(lines) + "\n"
-
-
 def etc_hosts(pod: Obj, pod_ip: str | None) -> str:
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]

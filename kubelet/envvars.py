@@ -112,9 +112,12 @@ def resource_value(container: Obj, ref: Obj) -> str:
     return str(math.ceil(memory_bytes(value) / float(divisor)))
 
 
-def container_env(pod: Obj, container: Obj, *, lookup: Lookup, pod_ip: str | None, host_ip: str) -> dict[str, str]:
+def container_env(pod: Obj, container: Obj, *, lookup: Lookup, pod_ip: str | None, host_ip: str,
+                  service_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The container's environment: Kubernetes' service variables first, then envFrom, then env (later
+    entries win and may refer to earlier ones with $(VAR))."""
     namespace = (pod.get("metadata") or {}).get("namespace", "default")
-    env: dict[str, str] = {}
+    env: dict[str, str] = dict(service_env or {})
     for source in container.get("envFrom") or []:
         prefix = source.get("prefix") or ""
         for kind, field in (("configmaps", "configMapRef"), ("secrets", "secretRef")):

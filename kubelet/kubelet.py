@@ -127,6 +127,7 @@ class Kubelet:
                 pods = self.factory.informer("pods", field_selector=f"spec.nodeName={cfg.node_name}")
                 self.configmaps = self.factory.informer("configmaps")
                 self.secrets = self.factory.informer("secrets")
+                services = self.factory.informer("services")
                 self.factory.start()
                 await self.factory.wait_for_sync()
 
@@ -137,7 +138,8 @@ class Kubelet:
                                         node=cfg.node_name, node_ip=cfg.node_ip, root_dir=cfg.root_dir,
                                         pods=self.pods, lookup=self._lookup, cluster_dns=cfg.cluster_dns,
                                         cluster_domain=cfg.cluster_domain, backoff_base=cfg.crash_loop_backoff_base,
-                                        sandbox_image=cfg.sandbox_image, start_parallelism=DOCKER_PARALLELISM)
+                                        sandbox_image=cfg.sandbox_image, start_parallelism=DOCKER_PARALLELISM,
+                                        services=services.store.list)
                 self.workers = PodWorkers(self.syncer.sync)
                 self.pleg = PLEG(self.runtime, self._wake, relist_period=cfg.relist_period)
 

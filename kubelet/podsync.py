@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import docker.errors
 
+from api import resolvconf
 from api.errors import APIError
 from client.events import EventRecorder
 from client.rest import AsyncClient, is_conflict, is_not_found
@@ -82,7 +83,8 @@ class PodSyncer:
                  probes: ProbeManager, handlers: Handlers, node: str, node_ip: str, root_dir: Path,
                  pods: dict[str, Obj], lookup: Callable[[Obj], Awaitable[dict[tuple[str, str], Obj | None]]],
                  cluster_dns: str, cluster_domain: str, backoff_base: float = 10.0,
-                 sandbox_image: str = C.SANDBOX_IMAGE, start_parallelism: int = 16) -> None:
+                 sandbox_image: str = C.SANDBOX_IMAGE, start_parallelism: int = 16,
+                 services: Callable[[], list[Obj]] = list) -> None:
         self.client = client
         self.runtime = runtime
         self.network = network
@@ -94,6 +96,7 @@ class PodSyncer:
         self.root_dir = root_dir
         self.pods = pods
         self.lookup = lookup
+        self.services = services
         self.cluster_dns = cluster_dns
         self.cluster_domain = cluster_domain
         self.sandbox_image = sandbox_image
@@ -231,14 +234,20 @@ class PodSyncer:
         logger.info("pod %s: sandbox %s started with IP %s", _name(pod), sandbox.id[:12], pod_ip)
         return sandbox, pod_ip
 
+    def service_env(self, pod: Obj) -> dict[str, str]:
+        """Kubernetes' service variables (FOO_SERVICE_HOST, ...) for the Services the pod can see."""
+        enabled = (pod.get("spec") or {}).get("enableServiceLinks", True) is not False
+        return resolvconf.service_env_vars(self.services(), pod["metadata"].get("namespace", "default"),
+                                           enable_service_links=enabled)
+
     def _write_pod_files(self, pod: Obj, pod_ip: str | None) -> list[str]:
         """/etc/hosts and /etc/resolv.conf for the pod's containers; returns their binds."""
         base = volumes.pod_dir(self.root_dir, pod["metadata"]["uid"])
         base.mkdir(parents=True, exist_ok=True)
         hosts, resolv = base / "etc-hosts", base / "resolv.conf"
         hosts.write_text(C.etc_hosts(pod, pod_ip))
-        resolv.write_text(C.resolv_conf(pod, cluster_dns=self.cluster_dns, cluster_domain=self.cluster_domain,
-                                        host_resolv=self.host_resolv))
+        resolv.write_text(resolvconf.resolv_conf(pod, cluster_dns=[self.cluster_dns], cluster_domain=self.cluster_domain,
+                                                 host_resolv_conf=self.host_resolv))
         return [f"{hosts}:/etc/hosts", f"{resolv}:/etc/resolv.conf"]
 
     async def _volumes(self, pod: Obj) -> dict[str, Path] | None:
@@ -311,7 +320,7 @@ class PodSyncer:
         objs = await self.lookup(pod)
         try:
             env = container_env(pod, spec, lookup=lambda kind, ns, name: objs.get((kind, name)), pod_ip=pod_ip,
-                                host_ip=self.node_ip)
+                                host_ip=self.node_ip, service_env=self.service_env(pod))
             # Two small local files: written inline rather than queued behind Docker calls in the thread pool.
             binds = volumes.binds(spec, volume_paths) + self._write_pod_files(pod, pod_ip)
         except (ConfigError, volumes.VolumeError) as e:

@@ -93,3 +93,24 @@ def test_pod_gets_cluster_dns_resolv_conf_and_hosts(pods):
     assert "options ndots:5" in resolv
     assert f"{pod['status']['podIP']}\tdns" in hosts
     assert hostname == "dns"
+
+
+def test_service_environment_variables_are_injected(pods, http):
+    svc = {"metadata": {"name": "my-db"}, "spec": {"selector": {"app": "db"},
+                                                   "ports": [{"name": "sql", "port": 5432}]}}
+    created = http.post(f"/api/v1/namespaces/{pods.namespace}/services", json=svc).json()
+    ip = created["spec"]["clusterIP"]
+    pods.create("envs", [{"name": "app", "image": BUSYBOX, "command": ["sleep", "3600"],
+                          "env": [{"name": "MY_DB_SERVICE_PORT", "value": "overridden"}]}])
+    pods.wait_running("envs")
+    client = docker.from_env()
+    try:
+        [c] = pods.containers("envs", **{"io.kubernetes.container.name": "app"})
+        env = client.api.exec_start(client.api.exec_create(c["Id"], ["env"])["Id"]).decode().splitlines()
+    finally:
+        client.close()
+    assert f"MY_DB_SERVICE_HOST={ip}" in env
+    assert "MY_DB_SERVICE_PORT_SQL=5432" in env
+    assert f"MY_DB_PORT=tcp://{ip}:5432" in env
+    assert "MY_DB_SERVICE_PORT=overridden" in env  # the container's own env wins
+    assert "KUBERNETES_SERVICE_HOST=10.96.0.1" in env

@@ -1,7 +1,7 @@
 """A pod's resolv.conf for each dnsPolicy, dnsConfig merging and limits; its service environment variables."""
 from __future__ import annotations
 
-from clusterdns.resolvconf import parse_resolv_conf, resolv_conf, service_env_vars
+from api.resolvconf import parse_resolv_conf, resolv_conf, service_env_vars
 
 HOST = """# written by the node
 nameserver 192.168.1.1
