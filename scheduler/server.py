@@ -15,6 +15,7 @@ import signal
 import socket
 
 from client.events import EventRecorder
+from client.health import serve_health
 from client.factory import InformerFactory
 from client.kubeconfig import Config
 from client.leaderelection import LeaderElector
@@ -26,24 +27,6 @@ logger = logging.getLogger(__name__)
 LEASE_NAMESPACE = "kube-system"
 LEASE_NAME = "kube-scheduler"
 SHUTDOWN_GRACE = 5.0
-
-
-async def serve_health(port: int, leader: LeaderElector | None) -> asyncio.AbstractServer:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await reader.readline()
-            parts = request.split()
-            path = parts[1].decode() if len(parts) > 1 else "/"
-            body = b"ok"
-            if path.startswith("/leader"):
-                body = b"leader" if leader is None or leader.is_leader else b"follower"
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                         b"Connection: close\r\n\r\n%s" % (len(body), body))
-            await writer.drain()
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(handle, "127.0.0.1", port)
 
 
 async def run_scheduler(*, kubeconfig: str, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
