@@ -309,6 +309,23 @@ def job_generate_selector(obj: Obj, uid: str) -> None:
     spec["selector"] = {"matchLabels": {JOB_CONTROLLER_UID_LABEL: uid}}
 
 
+# --- storage (core/v1) ----------------------------------------------------------------------------
+
+
+def default_persistent_volume_claim(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    if spec is not None:
+        _set(spec, "volumeMode", "Filesystem")
+
+
+def default_persistent_volume(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    _set(spec, "persistentVolumeReclaimPolicy", "Retain")
+    _set(spec, "volumeMode", "Filesystem")
+
+
 DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "Namespace": default_namespace,
     "Pod": default_pod,
@@ -321,4 +338,6 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "DaemonSet": default_daemonset,
     "Job": default_job,
     "CronJob": default_cronjob,
+    "PersistentVolumeClaim": default_persistent_volume_claim,
+    "PersistentVolume": default_persistent_volume,
 }

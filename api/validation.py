@@ -1250,10 +1250,9 @@ def validate_controller_revision(obj: Obj, old: Obj | None) -> Causes:
         causes.append(required("revision"))
     else:
         _int_at_least(obj, "revision", "revision", 0, causes)
-    if isinstance(old, dict):
-        for key in ("data", "revision"):
-            if obj.get(key) != old.get(key):
-                causes.append(immutable(key, obj.get(key)))
+    # Only data is fixed: controllers renumber `revision` when an old template comes back (rollback).
+    if isinstance(old, dict) and obj.get("data") != old.get("data"):
+        causes.append(immutable("data", obj.get("data")))
     return causes
 
 
@@ -1402,6 +1401,125 @@ def _time_zone_causes(tz: str, path: str) -> Causes:
     return []
 
 
+# --- storage (core/v1) ----------------------------------------------------------------------------
+
+PVC_ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+VOLUME_MODES = ("Filesystem", "Block")
+RECLAIM_POLICIES = ("Retain", "Recycle", "Delete")
+PV_SOURCES = ("hostPath", "local", "nfs", "csi", "iscsi", "fc", "rbd", "cephfs", "cinder", "glusterfs",
+              "flexVolume", "azureFile", "azureDisk", "awsElasticBlockStore", "gcePersistentDisk", "vsphereVolume",
+              "portworxVolume", "scaleIO", "storageos", "photonPersistentDisk", "quobyte", "flocker")
+
+
+def _access_modes_causes(spec: Obj, path: str) -> Causes:
+    causes: Causes = []
+    modes = _get(spec, "accessModes", f"{path}.accessModes", list, causes)
+    if causes:
+        return causes
+    if not modes:
+        return [required(f"{path}.accessModes", "at least 1 access mode is required")]
+    for i, mode in enumerate(modes):
+        if mode not in PVC_ACCESS_MODES:
+            causes.append(not_supported(f"{path}.accessModes[{i}]", mode, PVC_ACCESS_MODES))
+    if "ReadWriteOncePod" in modes and len(modes) > 1:
+        causes.append(forbidden(f"{path}.accessModes", "may not use ReadWriteOncePod with other access modes"))
+    return causes
+
+
+def _storage_causes(resources: Any, path: str) -> tuple[Any, Causes]:
+    """The `storage` quantity of a requests/capacity map: required, parseable, positive."""
+    if not isinstance(resources, dict) or resources.get("storage") is None:
+        return None, [required(f"{path}[storage]")]
+    try:
+        amount = quantity.parse_quantity(resources["storage"])
+    except (ValueError, TypeError) as exc:
+        return None, [invalid(f"{path}[storage]", resources["storage"], str(exc))]
+    if amount <= 0:
+        return None, [invalid(f"{path}[storage]", resources["storage"], "must be greater than zero")]
+    return amount, []
+
+
+def _storage_class_causes(spec: Obj, path: str) -> Causes:
+    causes: Causes = []
+    name = _get(spec, "storageClassName", f"{path}.storageClassName", str, causes)
+    if name:
+        causes += _name_causes(name, f"{path}.storageClassName", label=False)
+    return causes
+
+
+def validate_persistent_volume_claim(obj: Obj, old: Obj | None) -> Causes:
+    causes: Causes = []
+    spec = _get(obj, "spec", "spec", dict, causes)
+    if spec is None:
+        return causes or [required("spec")]
+    causes += _access_modes_causes(spec, "spec")
+    resources = _get(spec, "resources", "spec.resources", dict, causes) or {}
+    requests = _get(resources, "requests", "spec.resources.requests", dict, causes)
+    requested, storage_causes = _storage_causes(requests, "spec.resources.requests")
+    causes += storage_causes
+    _one_of(spec, "volumeMode", "spec.volumeMode", VOLUME_MODES, causes)
+    causes += _storage_class_causes(spec, "spec")
+    volume_name = _get(spec, "volumeName", "spec.volumeName", str, causes)
+    if volume_name:
+        causes += _name_causes(volume_name, "spec.volumeName", label=False)
+    if spec.get("selector") is not None:
+        causes += validate_selector_dict(spec["selector"], "spec.selector")
+    old_spec = old.get("spec") if isinstance(old, dict) and isinstance(old.get("spec"), dict) else None
+    if old_spec is not None:
+        # Only the storage request (to grow) and a first volumeName (binding) may change.
+        mutable = ("resources", "volumeName", "volumeAttributesClassName")
+        if {k: v for k, v in spec.items() if k not in mutable} != \
+                {k: v for k, v in old_spec.items() if k not in mutable}:
+            causes.append(forbidden("spec", "spec is immutable after creation except resources.requests and "
+                                            "volumeAttributesClassName for bound claims"))
+        if old_spec.get("volumeName") and spec.get("volumeName") != old_spec.get("volumeName"):
+            causes.append(immutable("spec.volumeName", spec.get("volumeName")))
+        old_requested, _ = _storage_causes(((old_spec.get("resources") or {}).get("requests")),
+                                           "spec.resources.requests")
+        if requested is not None and old_requested is not None and requested < old_requested:
+            causes.append(forbidden("spec.resources.requests.storage", "field can not be less than previous value"))
+    return causes
+
+
+def validate_persistent_volume(obj: Obj, old: Obj | None) -> Causes:
+    causes: Causes = []
+    spec = _get(obj, "spec", "spec", dict, causes)
+    if spec is None:
+        return causes or [required("spec")]
+    causes += _access_modes_causes(spec, "spec")
+    capacity = _get(spec, "capacity", "spec.capacity", dict, causes)
+    causes += _storage_causes(capacity, "spec.capacity")[1]
+    _one_of(spec, "persistentVolumeReclaimPolicy", "spec.persistentVolumeReclaimPolicy", RECLAIM_POLICIES, causes)
+    _one_of(spec, "volumeMode", "spec.volumeMode", VOLUME_MODES, causes)
+    causes += _storage_class_causes(spec, "spec")
+    sources = [s for s in PV_SOURCES if spec.get(s) is not None]
+    if not sources:
+        causes.append(required("spec", "must specify a volume type"))
+    elif len(sources) > 1:
+        causes.append(forbidden(f"spec.{sources[1]}", "may not specify more than 1 volume type"))
+    else:
+        src = spec[sources[0]]
+        if not isinstance(src, dict):
+            causes.append(invalid(f"spec.{sources[0]}", src, "must be an object"))
+        elif sources[0] in ("hostPath", "local"):
+            path = _get(src, "path", f"spec.{sources[0]}.path", str, causes)
+            if not path:
+                causes.append(required(f"spec.{sources[0]}.path"))
+            if sources[0] == "hostPath":
+                _one_of(src, "type", "spec.hostPath.type", HOST_PATH_TYPES, causes)
+            elif spec.get("nodeAffinity") is None:
+                causes.append(required("spec.nodeAffinity", "Local volumes require node affinity"))
+    claim_ref = _get(spec, "claimRef", "spec.claimRef", dict, causes)
+    if claim_ref is not None and not claim_ref.get("name"):
+        causes.append(required("spec.claimRef.name"))
+    old_spec = old.get("spec") if isinstance(old, dict) and isinstance(old.get("spec"), dict) else None
+    if old_spec is not None:
+        for key in ("volumeMode", *sources):
+            if spec.get(key) != old_spec.get(key):
+                causes.append(immutable(f"spec.{key}", spec.get(key)))
+    return causes
+
+
 VALIDATORS: dict[str, Callable[[Obj, Obj | None], list[Cause]]] = {
     "Namespace": validate_namespace,
     "Pod": validate_pod,
@@ -1420,4 +1538,6 @@ VALIDATORS: dict[str, Callable[[Obj, Obj | None], list[Cause]]] = {
     "Job": validate_job,
     "CronJob": validate_cronjob,
     "Lease": validate_lease,
+    "PersistentVolumeClaim": validate_persistent_volume_claim,
+    "PersistentVolume": validate_persistent_volume,
 }

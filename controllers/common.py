@@ -30,6 +30,25 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_diff(old: Obj, new: Obj) -> Obj:
+    """The JSON merge patch that turns `old` into `new` (nested objects diffed, removed keys null)."""
+    patch: Obj = {}
+    for k in set(old) | set(new):
+        if k not in new:
+            patch[k] = None
+        elif isinstance(new[k], dict) and isinstance(old.get(k), dict):
+            sub = merge_diff(old[k], new[k])
+            if sub:
+                patch[k] = sub
+        elif old.get(k) != new[k] or k not in old:
+            patch[k] = new[k]
+    return patch
+
+
 def parse_time(value: str | None) -> float | None:
     """RFC 3339 (with or without fractional seconds) to a Unix timestamp."""
     if not value:
@@ -61,11 +80,15 @@ def new_controller_ref(owner: Obj) -> Obj:
 
 # -- pods --------------------------------------------------------------------------------------------
 
-def pod_condition(pod: Obj, ctype: str) -> Obj | None:
-    for c in (pod.get("status") or {}).get("conditions") or []:
+def get_condition(obj: Obj, ctype: str) -> Obj | None:
+    """The status condition of type `ctype` of any object (pods, jobs, deployments, ...)."""
+    for c in (obj.get("status") or {}).get("conditions") or []:
         if c.get("type") == ctype:
             return c
     return None
+
+
+pod_condition = get_condition
 
 
 def is_pod_ready(pod: Obj) -> bool:

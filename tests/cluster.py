@@ -84,7 +84,8 @@ class Node:
 class Cluster:
     dir: Path
     nodes: int = 2
-    controller_manager_flags: list[str] = field(default_factory=list)
+    # Short timings so e2e tests see backoffs and node failures in seconds, not minutes.
+    controller_manager_flags: list[str] = field(default_factory=lambda: ["--job-backoff-base", "1"])
     etcd: EtcdProcess | None = None
     url: str = ""
     ca: Path | None = None

@@ -123,8 +123,8 @@ def cluster(tmp_path_factory):
     for the end-to-end tests that ask for it."""
     from tests.cluster import Cluster
 
-    c = Cluster(tmp_path_factory.mktemp("cluster"), nodes=2,
-                controller_manager_flags=os.environ.get("MINIK8S_E2E_CM_FLAGS", "").split())
+    c = Cluster(tmp_path_factory.mktemp("cluster"), nodes=2)
+    c.controller_manager_flags += os.environ.get("MINIK8S_E2E_CM_FLAGS", "").split()
     try:
         c.start()
     except Exception:

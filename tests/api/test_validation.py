@@ -662,7 +662,8 @@ def test_controller_revision():
     rev = {"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": meta("r"), "data": {}, "revision": 1}
     assert check(rev) == []
     assert fields(check(rev | {"revision": -1})) == ["revision"]
-    assert set(fields(check(rev | {"data": {"a": 1}, "revision": 2}, rev))) == {"data", "revision"}
+    assert set(fields(check(rev | {"data": {"a": 1}, "revision": 2}, rev))) == {"data"}
+    assert check(rev | {"revision": 5}, rev) == []  # renumbered on rollback
 
 
 # --- batch/v1 ------------------------------------------------------------------------------------
