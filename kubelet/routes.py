@@ -21,10 +21,14 @@ which only lets pods answer cluster and service addresses.
 Shape: `desired(nodes) -> Plan` is pure (plain data, unit-tested without a kernel); `apply(plan)` makes the
 kernel match it with pyroute2 — adding what is missing, replacing what differs, deleting routes this
 module made (marked with protocol `ROUTE_PROTO`) and vxlan neighbour/FDB entries that no Node wants any
-more; `sync(nodes)` does both. `run(client, node_name)` is the long-running form: a Node informer whose
-every event coalesces into one `sync` of the whole cache (level-triggered), plus a periodic resync that
-repairs routes someone deleted by hand. Everything blocks except `run`, which calls `sync` in a thread.
-`netns=<path>` makes a backend program another network namespace (tests; a kubelet outside its node).
+more; `sync(nodes)` does both. `await run(client, stop)` is the long-running form for the kubelet (or
+`lab.netagent`): a Node informer whose every event coalesces into one `sync` of the whole cache
+(level-triggered), plus a periodic resync that repairs routes someone deleted by hand. Everything blocks
+except `run`, which calls `sync` in a thread. One backend per network namespace: a second one would take
+the first one's routes for stale. `netns=<path>` programs another namespace (tests).
+
+Wiring into the kubelet (`--network-backend host-gw|vxlan`): once the pod network is configured,
+`asyncio.create_task(make_backend(name, node_name=..., cluster_cidr=...).run(client, stop_event))`.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +58,8 @@ VXLAN_PORT = 8472
 VXLAN_OVERHEAD = 50          # outer IPv4 + UDP + VXLAN + inner Ethernet
 BACKEND_DATA_ANNOTATION = "minik8s.io/backend-data"
 RESYNC_SECONDS = 60.0
-ENOENT, ESRCH, EEXIST = 2, 3, 17
+ENOENT, ESRCH = 2, 3
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 # ---- what the Node objects say ----------------------------------------------------------------------
@@ -94,7 +100,7 @@ def _published_mac(meta: Obj) -> str | None:
         mac = json.loads(raw).get("VtepMAC")
     except (ValueError, AttributeError):
         return None
-    return mac.lower() if isinstance(mac, str) else None
+    return mac.lower() if isinstance(mac, str) and MAC_RE.match(mac.lower()) else None
 
 
 def vtep_mac_for(node_ip: str) -> str:
@@ -258,12 +264,13 @@ class RouteBackend:
         factory.start()
         try:
             await factory.wait_for_sync()
-            await self._publish(client, nodes.store.list())
             stopping = asyncio.create_task(stop.wait())
             while not stop.is_set():
                 wake.clear()
+                current = nodes.store.list()
                 try:
-                    await asyncio.to_thread(self.sync, nodes.store.list())
+                    await self._publish(client, current)
+                    await asyncio.to_thread(self.sync, current)
                 except Exception:   # the next event or resync retries; the loop must outlive one bad apply
                     logger.exception("%s: route sync failed", self.name)
                 waking = asyncio.create_task(wake.wait())
@@ -274,7 +281,8 @@ class RouteBackend:
             await factory.stop()
 
     async def _publish(self, client: Any, nodes: list[Obj]) -> None:
-        """Backends that announce something on their Node do it here (vxlan: its vtep MAC)."""
+        """Backends that announce something on their Node do it here (vxlan: its vtep MAC); called before
+        every sync, so it must be cheap when there is nothing to do."""
 
 
 class HostGwBackend(RouteBackend):

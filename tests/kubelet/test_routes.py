@@ -101,7 +101,8 @@ def two_nodes():
     try:
         for ns in names.values():
             sh("ip", "netns", "add", ns)
-        sh("ip", "link", "add", "eth0", "netns", names["a"], "type", "veth", "peer", "name", "eth0", "netns", names["b"])
+        sh("ip", "link", "add", "eth0", "netns", names["a"], "type", "veth",
+           "peer", "name", "eth0", "netns", names["b"])
         for k, ns in names.items():
             gw = cidrs[k].replace(".0/24", ".1/24")
             for cmd in (["addr", "add", f"{ips[k]}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
@@ -162,7 +163,8 @@ def test_vxlan_programs_device_neighbours_fdb_and_routes_then_cleans_up(two_node
     fdb = json.loads(sh("bridge", "-n", ns["a"], "-j", "fdb", "show", "dev", "mk.vxlan").stdout)
     assert [(e["mac"], e["dst"]) for e in fdb if e.get("dst")] == [(vtep_mac_for(ips["b"]), ips["b"])]
     neigh = json.loads(sh("ip", "-n", ns["a"], "-j", "neigh", "show", "dev", "mk.vxlan").stdout)
-    assert [(n["dst"], n["lladdr"], n["state"]) for n in neigh] == [("10.244.1.0", vtep_mac_for(ips["b"]), ["PERMANENT"])]
+    assert [(n["dst"], n["lladdr"], n["state"]) for n in neigh] == \
+        [("10.244.1.0", vtep_mac_for(ips["b"]), ["PERMANENT"])]
     assert ping(ns["a"], "10.244.1.1")          # through the overlay, from a's vtep address
 
     backends["a"].sync(nodes)                   # idempotent: same device (same ifindex), same entries
