@@ -36,6 +36,8 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
     c.add_argument("--cluster-dns", default="10.96.0.10")
     c.add_argument("--cluster-domain", default="cluster.local")
+    c.add_argument("--network-backend", choices=("none", "host-gw", "vxlan"), default="none",
+                   help="how pods reach pods on other nodes: routes via node IPs, a VXLAN overlay, or not at all")
     c.add_argument("--pod-egress", action=argparse.BooleanOptionalAction, default=False,
                    help="let pods reach addresses outside the cluster (masqueraded); off by default")
     c.add_argument("--node-status-update-frequency", type=float, default=10.0)
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         tls_private_key_file=args.tls_private_key_file, authentication_token_file=args.authentication_token_file,
         bridge=args.bridge, service_sink=args.service_sink, cluster_cidr=args.cluster_cidr,
         service_cidr=args.service_cluster_ip_range, cluster_dns=args.cluster_dns,
-        cluster_domain=args.cluster_domain, pod_egress=args.pod_egress,
+        cluster_domain=args.cluster_domain, pod_egress=args.pod_egress, network_backend=args.network_backend,
         node_status_update_frequency=args.node_status_update_frequency, node_labels=args.node_labels,
         crash_loop_backoff_base=args.crash_loop_backoff_base, relist_period=args.relist_period,
         allowed_registries=tuple(r.strip() for r in args.allowed_registries.split(",") if r.strip()),

@@ -69,6 +69,7 @@ class KubeletConfig:
     cluster_dns: str = "10.96.0.10"
     cluster_domain: str = "cluster.local"
     pod_egress: bool = False
+    network_backend: str = "none"
     node_status_update_frequency: float = 10.0
     node_labels: dict[str, str] = field(default_factory=dict)
     crash_loop_backoff_base: float = 10.0
@@ -121,6 +122,12 @@ class Kubelet:
             try:
                 if not await self._wait_for_pod_cidr():
                     return 0
+                if cfg.network_backend != "none":
+                    from kubelet.routes import make_backend
+                    backend = make_backend(cfg.network_backend, node_name=cfg.node_name,
+                                           cluster_cidr=cfg.cluster_cidr)
+                    routes_task = asyncio.create_task(backend.run(client, self._stop), name="pod-routes")
+                    routes_task.add_done_callback(_log_task_end)
                 self.agent.poke()
 
                 self.factory = InformerFactory(client)
@@ -277,3 +284,8 @@ class Kubelet:
             for d in pods_dir.iterdir():
                 if d.name not in live and d.name not in on_node:
                     await asyncio.to_thread(volumes.teardown, self.config.root_dir, d.name)
+
+
+def _log_task_end(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("%s failed: %r", task.get_name(), task.exception())

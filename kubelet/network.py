@@ -106,6 +106,11 @@ class PodNetwork:
                  f"-A {self.forward_chain} -o {br} -m comment --comment \"minik8s: into pods\" -j ACCEPT",
                  f"-A {self.forward_chain} -i {br} -d {cluster} -j ACCEPT",
                  f"-A {self.forward_chain} -i {br} -d {service} -j ACCEPT",
+                 # Replies to connections made to pods (a NodePort client outside the cluster range), and
+                 # traffic to a Service whose endpoint lies outside it (the `kubernetes` Service): both
+                 # are allowed by what the connection was, not by where its packets now go.
+                 f"-A {self.forward_chain} -i {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+                 f"-A {self.forward_chain} -i {br} -m conntrack --ctstate DNAT -j ACCEPT",
                  f"-A {self.forward_chain} -i {br} -m comment --comment \"minik8s: pod egress\" -j {egress}"]
         if not _iptables_ok("filter", "-C", "FORWARD", "-j", self.forward_chain):
             lines.append(f"-I FORWARD 1 -j {self.forward_chain}")

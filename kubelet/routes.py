@@ -21,8 +21,8 @@ which only lets pods answer cluster and service addresses.
 Shape: `desired(nodes) -> Plan` is pure (plain data, unit-tested without a kernel); `apply(plan)` makes the
 kernel match it with pyroute2 — adding what is missing, replacing what differs, deleting routes this
 module made (marked with protocol `ROUTE_PROTO`) and vxlan neighbour/FDB entries that no Node wants any
-more; `sync(nodes)` does both. `await run(client, stop)` is the long-running form for the kubelet (or
-`lab.netagent`): a Node informer whose every event coalesces into one `sync` of the whole cache
+more; `sync(nodes)` does both. `await run(client, stop)` is the long-running form the kubelet runs
+(`--network-backend`): a Node informer whose every event coalesces into one `sync` of the whole cache
 (level-triggered), plus a periodic resync that repairs routes someone deleted by hand. Everything blocks
 except `run`, which calls `sync` in a thread. One backend per network namespace: a second one would take
 the first one's routes for stale. `netns=<path>` programs another namespace (tests).

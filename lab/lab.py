@@ -29,9 +29,8 @@ this process or a fresh one (`Lab.attach(dir)`) — undoes exactly that, in LAB.
 containers, dockerds, leftovers in the lab's namespaces, mounts under the lab dir, namespaces, host routes
 and rules, cgroup folders. A failed `up()` is torn down the same way.
 
-Until the kubelet runs the pod network backend itself (a `--network-backend` flag), the lab runs
-`lab.netagent` beside each kubelet, the way flanneld runs beside a kubelet. kube-proxy (`minik8s proxy`)
-starts in every node when `kubeproxy/cmd.py` exists, with the flags its parser knows.
+Each kubelet runs the pod network backend (`--network-backend host-gw|vxlan`); kube-proxy
+(`minik8s proxy`) starts in every node with the flags its parser knows.
 """
 from __future__ import annotations
 
@@ -414,8 +413,6 @@ class Lab:
         st = self._st
         py = [sys.executable, "-m", "cli.main"]
         kc_dir = self.dir / "kubeconfigs"
-        kubelet_flags = _flags_of("kubelet.cmd")
-        backend_in_kubelet = "--network-backend" in kubelet_flags
         proxy_flags = _flags_of("kubeproxy.cmd") if importlib.util.find_spec("kubeproxy.cmd") else None
         if proxy_flags is None:
             logger.info("lab %s: kubeproxy/cmd.py does not exist yet: no kube-proxy on the nodes", st.name)
@@ -427,14 +424,9 @@ class Lab:
                         "--tls-private-key-file", str(self.dir / "pki" / "kubelet.key"),
                         "--authentication-token-file", str(self.dir / "tokens.csv"),
                         "--cluster-cidr", st.cluster_cidr, "--service-cluster-ip-range", st.service_cidr,
-                        "--bridge", "mk0", "--service-sink", "kube-svc0", *self.kubelet_flags]
-            if backend_in_kubelet:
-                cmd += ["--network-backend", st.network_backend]
+                        "--bridge", "mk0", "--service-sink", "kube-svc0", "--network-backend", st.network_backend,
+                        *self.kubelet_flags]
             self._spawn(f"kubelet/{n.name}", n.netns, cmd)
-            if not backend_in_kubelet:
-                self._spawn(f"netagent/{n.name}", n.netns, [
-                    sys.executable, "-m", "lab.netagent", "--kubeconfig", str(kc_dir / "node.kubeconfig"),
-                    "--node-name", n.name, "--backend", st.network_backend, "--cluster-cidr", st.cluster_cidr])
             if proxy_flags is not None:
                 self._spawn(f"proxy/{n.name}", n.netns, py + ["proxy", *self._proxy_args(proxy_flags, n)])
 
