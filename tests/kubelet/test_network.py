@@ -154,7 +154,7 @@ def test_configure_is_idempotent(net):
     assert forward.count(f"-A FORWARD -j {net.forward_chain}") == 1
     assert postrouting.count(f"-A POSTROUTING -j {net.nat_chain}") == 1
     assert len(sh("ip", "-4", "addr", "show", "dev", net.bridge).stdout.split("inet ")) == 2
-    assert len(sh("iptables", "-w", "-S", net.forward_chain).stdout.splitlines()) == 5
+    assert len(sh("iptables", "-w", "-S", net.forward_chain).stdout.splitlines()) == 7  # chain + 6 rules: configured twice, nothing doubled
     sink_routes = sh("ip", "-4", "route", "show", "dev", net.service_sink).stdout.splitlines()
     assert len(sink_routes) == 2
 
