@@ -343,7 +343,8 @@ class RestHandler:
                         if wait <= 0:
                             return
                     try:
-                        ev = await asyncio.wait_for(watcher.queue.get(), wait)
+                        async with asyncio.timeout(wait):  # not wait_for: it can swallow a cancellation
+                            ev = await watcher.queue.get()
                     except TimeoutError:
                         if bookmarks and self.cache.revision > last_rv:
                             last_rv = self.cache.revision

@@ -338,9 +338,11 @@ class FakeAPIServer:
         deadline = loop.time() + timeout if timeout else None
         try:
             while True:
-                remaining = deadline - loop.time() if deadline is not None else None
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives
+                # together with an event, and a stopped informer would then never finish.
                 try:
-                    event = await asyncio.wait_for(queue.get(), remaining)
+                    async with asyncio.timeout_at(deadline):
+                        event = await queue.get()
                 except TimeoutError:
                     return
                 if event is None:

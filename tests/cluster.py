@@ -85,7 +85,12 @@ class Cluster:
     dir: Path
     nodes: int = 2
     # Short timings so e2e tests see backoffs and node failures in seconds, not minutes.
-    controller_manager_flags: list[str] = field(default_factory=lambda: ["--job-backoff-base", "1"])
+    # (The grace period must exceed the kubelet's 10 s lease renewal; the not-ready toleration outlasts a
+    # kubelet restart, whose node is briefly NotReady until its network is configured.)
+    controller_manager_flags: list[str] = field(default_factory=lambda: [
+        "--job-backoff-base", "1", "--node-monitor-grace-period", "15", "--node-monitor-period", "1",
+        "--default-unreachable-toleration-seconds", "2", "--default-not-ready-toleration-seconds", "30",
+        "--podgc-period", "1", "--podgc-terminating-delay", "2"])
     etcd: EtcdProcess | None = None
     url: str = ""
     ca: Path | None = None
