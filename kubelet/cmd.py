@@ -42,6 +42,8 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
                    help="let pods reach addresses outside the cluster (masqueraded); off by default")
     c.add_argument("--node-status-update-frequency", type=float, default=10.0)
     c.add_argument("--node-labels", type=_labels, default={})
+    c.add_argument("--node-lease-duration-seconds", type=int, default=40,
+                   help="duration of the node's heartbeat Lease; it is renewed every quarter of it")
     c.add_argument("--allowed-registries", default="localhost,127.0.0.1,[::1]",
                    help="registries image pulls may contact (network safety: loopback only by default)")
     c.add_argument("--pod-infra-container-image", default="minik8s/pause:3.9")
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         bridge=args.bridge, service_sink=args.service_sink, cluster_cidr=args.cluster_cidr,
         service_cidr=args.service_cluster_ip_range, cluster_dns=args.cluster_dns,
         cluster_domain=args.cluster_domain, pod_egress=args.pod_egress, network_backend=args.network_backend,
+        node_lease_duration=args.node_lease_duration_seconds,
         node_status_update_frequency=args.node_status_update_frequency, node_labels=args.node_labels,
         crash_loop_backoff_base=args.crash_loop_backoff_base, relist_period=args.relist_period,
         allowed_registries=tuple(r.strip() for r in args.allowed_registries.split(",") if r.strip()),

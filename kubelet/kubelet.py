@@ -70,6 +70,7 @@ class KubeletConfig:
     cluster_domain: str = "cluster.local"
     pod_egress: bool = False
     network_backend: str = "none"
+    node_lease_duration: int = 40
     node_status_update_frequency: float = 10.0
     node_labels: dict[str, str] = field(default_factory=dict)
     crash_loop_backoff_base: float = 10.0
@@ -114,7 +115,8 @@ class Kubelet:
             self.agent = NodeAgent(client, node=cfg.node_name, node_ip=cfg.node_ip, port=cfg.port,
                                    root_dir=cfg.root_dir, labels=cfg.node_labels,
                                    update_frequency=cfg.node_status_update_frequency,
-                                   docker_version=docker_version, ready_check=self._ready_problem)
+                                   docker_version=docker_version, ready_check=self._ready_problem,
+                                   lease_duration=cfg.node_lease_duration)
             await self.agent.register()
             background = [asyncio.create_task(self.agent.lease_loop(), name="lease"),
                           asyncio.create_task(self.agent.status_loop(), name="node-status")]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from api.errors import APIError
-from client.rest import AsyncClient, is_already_exists, is_not_found
+from client.rest import TRANSPORT_ERRORS, AsyncClient, is_already_exists, is_not_found
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ KUBELET_VERSION = "v1.31.0-minik8s"
 MAX_PODS = 110
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION = 40
-LEASE_RENEW_INTERVAL = 10.0
+# Kubernetes renews at a quarter of the lease duration.
+LEASE_RENEW_FRACTION = 0.25
 STATUS_REPORT_FREQUENCY = 300.0
 MEMORY_AVAILABLE_MIN = 100 * 2**20
 NODEFS_AVAILABLE_MIN = 0.10
@@ -200,8 +201,9 @@ class NodeAgent:
 
     def __init__(self, client: AsyncClient, *, node: str, node_ip: str, port: int, root_dir: Path,
                  labels: dict[str, str], update_frequency: float, docker_version: str,
-                 ready_check: Callable[[], Awaitable[str | None]]) -> None:
+                 ready_check: Callable[[], Awaitable[str | None]], lease_duration: int = LEASE_DURATION) -> None:
         self.client = client
+        self.lease_duration = lease_duration
         self.node = node
         self.node_ip = node_ip
         self.port = port
@@ -245,7 +247,8 @@ class NodeAgent:
                              ready_problem=await self.ready_check())
         due = time.monotonic() - self._written_at >= STATUS_REPORT_FREQUENCY
         if not force and not due and self._written is not None and \
-                _without_heartbeats(self._written) == _without_heartbeats(status):
+                _without_heartbeats(self._written) == _without_heartbeats(status) and \
+                await self._stored_conditions_agree(status):
             return
         now = now_rfc3339()
         for c in status["conditions"]:
@@ -257,6 +260,21 @@ class NodeAgent:
         self._written, self._written_at = status, time.monotonic()
         self._last_conditions = {c["type"]: c for c in status["conditions"]}
         logger.debug("node %s status written", self.node)
+
+    async def _stored_conditions_agree(self, status: Obj) -> bool:
+        """Whether the Node in the apiserver shows our conditions. Someone else may have changed them —
+        the node lifecycle controller sets Ready=Unknown when our lease was late — and then our own view
+        has not changed but the stored one must be put right (Kubernetes compares with the stored Node)."""
+        try:
+            stored = await self.client.get("nodes", self.node)
+        except (APIError, *TRANSPORT_ERRORS):
+            return True
+        have = {c.get("type"): c.get("status") for c in (stored.get("status") or {}).get("conditions") or []}
+        want = {c["type"]: c["status"] for c in status["conditions"]}
+        if have != want:
+            self._last_conditions = {c.get("type"): c for c in stored["status"].get("conditions") or []}
+            return False
+        return True
 
     async def status_loop(self) -> None:
         while True:
@@ -271,7 +289,7 @@ class NodeAgent:
                 logger.warning("updating node %s status failed: %s", self.node, e)
 
     async def renew_lease(self) -> None:
-        spec = {"holderIdentity": self.node, "leaseDurationSeconds": LEASE_DURATION, "renewTime": now_micro()}
+        spec = {"holderIdentity": self.node, "leaseDurationSeconds": self.lease_duration, "renewTime": now_micro()}
         try:
             await self.client.patch("leases", self.node, {"spec": spec}, LEASE_NAMESPACE)
             return
@@ -296,4 +314,4 @@ class NodeAgent:
                 await self.renew_lease()
             except Exception as e:
                 logger.warning("renewing lease of node %s failed: %s", self.node, e)
-            await asyncio.sleep(LEASE_RENEW_INTERVAL)
+            await asyncio.sleep(self.lease_duration * LEASE_RENEW_FRACTION)
