@@ -2,7 +2,7 @@
 controller-manager, the scheduler and N kubelets on the host's dockerd.
 
 Each kubelet is a "node" with its own bridge, service sink and root dir; the controller-manager's node
-IPAM gives them podCIDRs from a cluster range used by no other test (10.250.0.0/16), so pods of
+IPAM gives them podCIDRs from a range no route on the host uses yet (10.250-255.0.0/16), so pods of
 different nodes reach each other through the host's routes between the bridges. Everything started is
 torn down in `stop()`: processes, containers (by the kubelets' node labels), bridges, iptables chains,
 mounts and directories.
@@ -25,7 +25,20 @@ from client.kubeconfig import write_kubeconfig
 from cli.etcd import EtcdProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-CLUSTER_CIDR = "10.250.0.0/16"
+
+
+def free_cluster_cidr() -> str:
+    """A /16 for pod CIDRs that no route on this host touches yet: a killed earlier run may have left
+    bridges behind whose routes would shadow this cluster's pods."""
+    import ipaddress
+    import json
+    routes = json.loads(subprocess.run(["ip", "-j", "-4", "route"], capture_output=True, text=True).stdout or "[]")
+    used = [ipaddress.ip_network(r["dst"], strict=False) for r in routes if r.get("dst", "default") != "default"]
+    for second in range(250, 256):
+        candidate = ipaddress.ip_network(f"10.{second}.0.0/16")
+        if not any(candidate.overlaps(u) for u in used):
+            return str(candidate)
+    raise RuntimeError("no free 10.250-255.0.0/16 for an e2e cluster: clean up old bridges (ip -br link | grep mk)")
 
 
 def wait_for(fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
@@ -97,6 +110,7 @@ class Cluster:
     tokens: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
     kubelets: list[Node] = field(default_factory=list)
+    cluster_cidr: str = ""
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -104,6 +118,7 @@ class Cluster:
         from apiserver.pki import ensure_pki, ensure_serving_cert, ensure_tokens
 
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.cluster_cidr = free_cluster_cidr()
         self.etcd = EtcdProcess(self.dir / "etcd", free_port(), free_port(), log_path=self.dir / "etcd.log").start()
         pki = ensure_pki(self.dir / "pki")
         self.ca = pki["ca"]
@@ -119,7 +134,7 @@ class Cluster:
         self._wait_ready()
         self._add("controller-manager", py + ["controller-manager", "--kubeconfig",
                                               self.kubeconfig("system:kube-controller-manager"),
-                                              "--health-port", str(free_port()), "--cluster-cidr", CLUSTER_CIDR,
+                                              "--health-port", str(free_port()), "--cluster-cidr", self.cluster_cidr,
                                               "--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline",
                                               "3", "--leader-elect-retry-period", "0.5",
                                               *self.controller_manager_flags])
@@ -134,7 +149,7 @@ class Cluster:
             proc = Proc(name, py + ["kubelet", "--kubeconfig", self.kubeconfig("system:node"), "--node-name", name,
                                     "--node-ip", "127.0.0.1", "--address", "127.0.0.1", "--port", str(free_port()),
                                     "--root-dir", str(root), "--bridge", f"mkc{suffix}{i}",
-                                    "--service-sink", f"mks{suffix}{i}", "--cluster-cidr", CLUSTER_CIDR,
+                                    "--service-sink", f"mks{suffix}{i}", "--cluster-cidr", self.cluster_cidr,
                                     "--tls-cert-file", str(cert["cert"]), "--tls-private-key-file", str(cert["key"]),
                                     "--authentication-token-file", str(self.dir / "tokens.csv"),
                                     "--crash-loop-backoff-base", "0.5", "--relist-period", "2",
