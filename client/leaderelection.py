@@ -32,6 +32,7 @@ from typing import Any
 
 from api.errors import APIError
 from client.rest import AsyncClient, is_already_exists, is_conflict
+from client.aio import wait_event
 
 logger = logging.getLogger(__name__)
 
@@ -157,9 +158,7 @@ class LeaderElector:
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless stopped; True if stop() was called."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        return self._stop.is_set()
+        return await wait_event(self._stop, seconds)
 
     async def _acquire(self) -> bool:
         while not self._stop.is_set():

@@ -30,6 +30,7 @@ from typing import Any
 
 from api.errors import APIError
 from client.rest import TRANSPORT_ERRORS, AsyncClient, is_already_exists, is_not_found
+from client.aio import wait_event
 
 logger = logging.getLogger(__name__)
 
@@ -278,10 +279,7 @@ class NodeAgent:
 
     async def status_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._poke.wait(), self.update_frequency)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._poke, self.update_frequency)
             self._poke.clear()
             try:
                 await self.update_status()

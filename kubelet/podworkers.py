@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from client.aio import wait_event
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +54,7 @@ class PodWorkers:
                     if not event.is_set():
                         return
                     continue
-                try:
-                    await asyncio.wait_for(event.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(event, delay)
         finally:
             if self._wakeups.get(uid) is event:
                 del self._wakeups[uid]

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from client.aio import wait_event
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +48,7 @@ class SyncRunner:
         last = float("-inf")
         backoff = self.retry_initial
         while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), self.period)
-            except asyncio.TimeoutError:
+            if not await wait_event(self._dirty, self.period):
                 self.request(full=True)
             wait = last + self.min_interval - loop.time()
             if wait > 0:
