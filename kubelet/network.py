@@ -105,7 +105,10 @@ class PodNetwork:
         lines = ["*filter", f":{self.forward_chain} - [0:0]",
                  f"-A {self.forward_chain} -o {br} -m comment --comment \"minik8s: into pods\" -j ACCEPT",
                  f"-A {self.forward_chain} -i {br} -d {cluster} -j ACCEPT",
-                 f"-A {self.forward_chain} -i {br} -d {service} -j ACCEPT",
+                 # RETURN, not ACCEPT: a packet still addressed to a service IP here was not DNATed (a
+                 # Service without endpoints, a port it lacks), and kube-proxy's FORWARD jumps, which may
+                 # sit after this chain, must still reject it at once rather than let it die in the sink
+                 f"-A {self.forward_chain} -i {br} -d {service} -j RETURN",
                  # Replies to connections made to pods (a NodePort client outside the cluster range), and
                  # traffic to a Service whose endpoint lies outside it (the `kubernetes` Service): both
                  # are allowed by what the connection was, not by where its packets now go.

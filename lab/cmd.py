@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"lab {lab.name} ready in {lab.timings['up']:.1f}s: API {lab.api_server}, kubeconfig {lab.kubeconfig}")
         for n in lab.nodes:
             print(f"  {n.name}  {n.ip}  netns {n.netns}  docker -H {n.docker_host}")
+        print(f"  LoadBalancer pool {lab.lb_pool} (routed from this host to the nodes); cluster DNS on every "
+              f"node IP:53 behind kube-system/kube-dns")
         print(f"logs in {lab.dir / 'logs'}; `minik8s lab down --data-dir {lab.dir}` removes it")
         return 0
     try:
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         node = lab.node(args.node)
         return subprocess.run(["nsenter", f"--net=/run/netns/{node.netns}", "--", *argv]).returncode
     print(f"lab {lab.name} ({'up' if lab.state.up else 'not fully up'}): API {lab.api_server}, "
-          f"kubeconfig {lab.kubeconfig}, backend {lab.state.network_backend}, proxy {lab.state.proxy_mode or '-'}")
+          f"kubeconfig {lab.kubeconfig}, backend {lab.state.network_backend}, proxy {lab.state.proxy_mode or '-'}, "
+          f"LB pool {lab.state.lb_pool or '-'}")
     for n in lab.nodes:
         print(f"  {n.name}  {n.ip}  netns {n.netns}  docker -H {n.docker_host}")
     dead = [role for role, _pid, running in lab.processes() if not running]

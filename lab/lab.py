@@ -5,8 +5,9 @@ Topology (all names carry the lab name, e.g. `t1a2`, so several labs and other t
     root ns  ── mk-<lab> 10.77.K.1 ─┐            (the host: admin.kubeconfig, NodePorts, node IPs)
     mk-<lab>-cp    eth0 10.77.K.2 ──┤ br0 in      etcd (127.0.0.1), apiserver :6443, controller-manager,
                                     │ mk-<lab>-sw scheduler
-    mk-<lab>-node1 eth0 10.77.K.11 ─┤            dockerd, kubelet, kube-proxy, route agent
+    mk-<lab>-node1 eth0 10.77.K.11 ─┤            dockerd, kubelet, kube-proxy, cluster DNS (:53), route agent
     mk-<lab>-node2 eth0 10.77.K.12 ─┘            ...
+                   10.77.K.240/28                LoadBalancer pool (`--lb-pool`): the host routes it to the nodes
 
 Network safety (DESIGN §6) is the first concern, so the order of `up()` is fixed:
 
@@ -30,7 +31,12 @@ containers, dockerds, leftovers in the lab's namespaces, mounts under the lab di
 and rules, cgroup folders. A failed `up()` is torn down the same way.
 
 Each kubelet runs the pod network backend (`--network-backend host-gw|vxlan`); kube-proxy
-(`minik8s proxy`) starts in every node with the flags its parser knows.
+(`minik8s proxy`) starts in every node with the flags its parser knows, with `--lb-pool` set to the top /28
+of the lab subnet (nothing else there: host .1, control plane .2, nodes from .11), which the host routes to
+the nodes (ECMP), so LoadBalancer IPs answer from the host like node IPs do. Cluster DNS (`minik8s dns`,
+identity system:minik8s-dns, never an upstream: nothing is forwarded outside the lab) listens on every
+node IP, port 53; once the apiserver is ready the lab writes `kube-system/kube-dns` (10.96.0.10) with the
+node IPs as its Endpoints (`clusterdns.manifest.ensure_kube_dns_service`), so pods' resolv.conf works.
 """
 from __future__ import annotations
 
@@ -72,6 +78,10 @@ ETCD_PORT = 2379
 KUBELET_PORT = 10250
 CLONE_NEWNET = 0x40000000
 NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")
+LB_POOL_PREFIX = 28                  # the top /28 of the lab's /24 is the LoadBalancer pool
+MAX_NODES = 200                      # node IPs .11-.210 stay below the pool
+DNS_PORT = 53
+CLUSTER_DOMAIN = "cluster.local"
 
 
 @dataclass
@@ -115,6 +125,7 @@ class State:
     cgroups: list[str] = field(default_factory=list)
     procs: list[ProcRecord] = field(default_factory=list)
     cp_routes_done: bool = False
+    lb_pool: str | None = None
     up: bool = False
 
     @classmethod
@@ -140,6 +151,8 @@ class Lab:
             raise ValueError(f"lab name {self.name!r}: 1-8 characters of [a-z0-9] (it goes into link names)")
         if proxy_mode is not None and proxy_mode not in PROXY_MODES:
             raise ValueError(f"proxy mode {proxy_mode!r}: one of {', '.join(PROXY_MODES)}")
+        if not 1 <= nodes <= MAX_NODES:
+            raise ValueError(f"nodes: 1-{MAX_NODES} (node addresses stay below the LoadBalancer pool)")
         if network_backend not in NETWORK_BACKENDS:
             raise ValueError(f"network backend {network_backend!r}: one of {', '.join(NETWORK_BACKENDS)}")
         self.proxy_mode = proxy_mode
@@ -190,6 +203,11 @@ class Lab:
     @property
     def api_server(self) -> str:
         return f"https://{self._cp_ip}:{APISERVER_PORT}"
+
+    @property
+    def lb_pool(self) -> str | None:
+        """The LoadBalancer pool (kube-proxy `--lb-pool`), routed from the host to the nodes."""
+        return self._st.lb_pool
 
     @property
     def host_ip(self) -> str:
@@ -271,16 +289,22 @@ class Lab:
         subnet = ipaddress.IPv4Network(self.requested_subnet) if self.requested_subnet else _free_subnet()
         self.state = State(name=self.name, dir=str(self.dir), subnet=str(subnet), cluster_cidr=self.cluster_cidr,
                            service_cidr=self.service_cidr, network_backend=self.network_backend,
-                           proxy_mode=self.proxy_mode)
+                           proxy_mode=self.proxy_mode,
+                           lb_pool=str(list(subnet.subnets(new_prefix=LB_POOL_PREFIX))[-1]))
         for i in range(1, self.node_count + 1):
             self.state.nodes.append(LabNode(f"node{i}", f"mk-{self.name}-node{i}", str(subnet.network_address + 10 + i),
                                             str(self.dir / f"node{i}")))
+        pool = ipaddress.IPv4Network(self.state.lb_pool)
+        if any(ipaddress.IPv4Address(n.ip) in pool or ipaddress.IPv4Address(n.ip) not in subnet
+               for n in self.state.nodes):
+            raise ValueError(f"subnet {subnet}: too small for {self.node_count} nodes below the LB pool {pool}")
         self._save()
         try:
             self._step("network", self._network)
             self._step("dockerd", self._start_dockerds)
             self._step("images", lambda: self.load(self.images))
             self._step("control plane", self._start_control_plane)
+            self._step("cluster dns service", self._ensure_dns_service)
             self._step("nodes", self._start_nodes)
             self._step("nodes ready", lambda: self._wait_nodes_ready(timeout))
             self._step("control-plane routes", self._route_control_plane)
@@ -339,6 +363,13 @@ class Lab:
                 "mtu", str(LINK_MTU), "netns", switch)
             _ip_batch(switch, [f"link set {port} master br0 up"])
             _ip_batch(ns, ["link set lo up", f"addr add {ip}/{prefix} dev eth0", "link set eth0 up"])
+        # the LoadBalancer pool: the host reaches it through the nodes (whose proxies DNAT it)
+        if st.lb_pool:
+            nexthops = [x for n in st.nodes for x in ("nexthop", "via", n.ip)] if len(st.nodes) > 1 \
+                else ["via", st.nodes[0].ip]
+            _sh("ip", "route", "add", st.lb_pool, "metric", str(metric), *nexthops)
+            st.host_routes.append({"type": "unicast", "dst": st.lb_pool, "metric": metric})
+            self._save()
         # the control plane: unmatched cluster and service addresses fail there too
         _ip_batch(cp, [f"route add unreachable {st.cluster_cidr}", f"route add unreachable {st.service_cidr}"])
         # 3. forwarding on before any dockerd looks at it
@@ -416,6 +447,7 @@ class Lab:
         proxy_flags = _flags_of("kubeproxy.cmd") if importlib.util.find_spec("kubeproxy.cmd") else None
         if proxy_flags is None:
             logger.info("lab %s: kubeproxy/cmd.py does not exist yet: no kube-proxy on the nodes", st.name)
+        dns = importlib.util.find_spec("clusterdns.cmd") is not None
         for n in st.nodes:
             cmd = py + ["kubelet", "--kubeconfig", str(kc_dir / "node.kubeconfig"), "--node-name", n.name,
                         "--node-ip", n.ip, "--docker-host", n.docker_host, "--root-dir", str(Path(n.dir) / "kubelet"),
@@ -429,6 +461,11 @@ class Lab:
             self._spawn(f"kubelet/{n.name}", n.netns, cmd)
             if proxy_flags is not None:
                 self._spawn(f"proxy/{n.name}", n.netns, py + ["proxy", *self._proxy_args(proxy_flags, n)])
+            if dns:
+                # no --upstream, ever: names outside the cluster domain are REFUSED, nothing leaves the lab
+                self._spawn(f"dns/{n.name}", n.netns, py + [
+                    "dns", "--kubeconfig", str(kc_dir / "minik8s-dns.kubeconfig"), "--bind", n.ip,
+                    "--port", str(DNS_PORT), "--cluster-domain", CLUSTER_DOMAIN, "--health-port", "0"])
 
     def _proxy_args(self, known: set[str], n: LabNode) -> list[str]:
         st = self._st
@@ -436,8 +473,21 @@ class Lab:
                   ("--hostname-override", n.name), ("--node-name", n.name), ("--node-ip", n.ip),
                   ("--proxy-mode", st.proxy_mode or "iptables"), ("--cluster-cidr", st.cluster_cidr),
                   ("--service-cluster-ip-range", st.service_cidr)]
+        if st.lb_pool:
+            wanted.append(("--lb-pool", st.lb_pool))
         args = [x for flag, value in wanted if flag in known for x in (flag, value)]
         return args + self.proxy_flags
+
+    def _ensure_dns_service(self) -> None:
+        """`kube-system/kube-dns` (10.96.0.10) with every node's DNS server as an endpoint."""
+        if importlib.util.find_spec("clusterdns.manifest") is None:
+            return
+        from client.kubeconfig import Config
+        from client.rest import Client
+        from clusterdns.manifest import ensure_kube_dns_service
+
+        with Client(Config.from_kubeconfig(self.kubeconfig)) as client:
+            ensure_kube_dns_service(client, [n.ip for n in self._st.nodes], port=DNS_PORT)
 
     def _wait_nodes_ready(self, timeout: float) -> None:
         with self.http() as http:
@@ -532,9 +582,10 @@ class Lab:
         rules = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True).stdout
         found += [f"iptables {line}" for line in rules.splitlines() if f"minik8s lab {st.name}\"" in line
                   or f"minik8s lab {st.name} " in line]
-        routes = subprocess.run(["ip", "route", "show", "type", "unreachable"], capture_output=True, text=True).stdout
-        found += [f"route {r}" for r in routes.splitlines()
-                  if any(r.split()[1:4] == [route["dst"], "metric", str(route["metric"])] for route in st.host_routes)]
+        for route in st.host_routes:
+            shown = subprocess.run(["ip", "route", "show", "type", route["type"], "exact", route["dst"]],
+                                   capture_output=True, text=True).stdout
+            found += [f"route {r}" for r in shown.splitlines() if f" metric {route['metric']}" in f" {r} "]
         found += [f"cgroup {p}" for c in st.cgroups for p in _cgroup_dirs(c) if os.path.isdir(p)]
         return found
 
