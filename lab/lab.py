@@ -379,23 +379,37 @@ class Lab:
     def _start_dockerds(self) -> None:
         st = self._st
         for n in st.nodes:
-            d = Path(n.dir)
-            for sub in ("docker", "exec"):
-                (d / sub).mkdir(parents=True, exist_ok=True)
-            cgroup = f"/mk-{st.name}-{n.name}"
-            st.cgroups.append(cgroup)
-            self._spawn(f"dockerd/{n.name}", n.netns, [
-                "dockerd", "--data-root", str(d / "docker"), "--exec-root", str(d / "exec"),
-                "--pidfile", str(d / "docker.pid"), "-H", n.docker_host, "--bridge=none", "--iptables=false",
-                "--ip6tables=false", "--ip-masq=false", "--userland-proxy=false", "--cgroup-parent", cgroup,
-                "--exec-opt", "native.cgroupdriver=cgroupfs", "--containerd-namespace", f"mk-{st.name}-{n.name}",
-                "--containerd-plugins-namespace", f"mk-{st.name}-{n.name}-plugins", "--log-level", "warn"])
+            st.cgroups.append(f"/mk-{st.name}-{n.name}")
+            self._spawn_dockerd(n)
+        _parallel(self._wait_dockerd, st.nodes)
 
-        def ready(n: LabNode) -> None:
-            _wait(lambda: subprocess.run(["docker", "-H", n.docker_host, "version", "-f", "{{.Server.Version}}"],
-                                         capture_output=True).returncode == 0, 30, f"dockerd of {n.name}",
-                  self._log_tail(f"dockerd-{n.name}"))
-        _parallel(ready, st.nodes)
+    def _spawn_dockerd(self, n: LabNode) -> None:
+        st, d = self._st, Path(n.dir)
+        for sub in ("docker", "exec"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        self._spawn(f"dockerd/{n.name}", n.netns, [
+            "dockerd", "--data-root", str(d / "docker"), "--exec-root", str(d / "exec"),
+            "--pidfile", str(d / "docker.pid"), "-H", n.docker_host, "--bridge=none", "--iptables=false",
+            "--ip6tables=false", "--ip-masq=false", "--userland-proxy=false", "--cgroup-parent",
+            f"/mk-{st.name}-{n.name}", "--exec-opt", "native.cgroupdriver=cgroupfs",
+            "--containerd-namespace", f"mk-{st.name}-{n.name}",
+            "--containerd-plugins-namespace", f"mk-{st.name}-{n.name}-plugins", "--log-level", "warn"])
+
+    def _wait_dockerd(self, n: LabNode) -> None:
+        _wait(lambda: subprocess.run(["docker", "-H", n.docker_host, "version", "-f", "{{.Server.Version}}"],
+                                     capture_output=True).returncode == 0, 30, f"dockerd of {n.name}",
+              self._log_tail(f"dockerd-{n.name}"))
+
+    def restart_dockerd(self, node: str | int | LabNode) -> None:
+        """Stop a node's dockerd (its containers die with it: no live-restore) and start it again, as a
+        crashed or upgraded container runtime would; the kubelet must bring its pods back."""
+        n = node if isinstance(node, LabNode) else self.node(node)
+        role = f"dockerd/{n.name}"
+        self._stop_procs([p for p in self._st.procs if p.role == role], grace=20)
+        self._st.procs = [p for p in self._st.procs if p.role != role]
+        self._save()
+        self._spawn_dockerd(n)
+        self._wait_dockerd(n)
 
     def _start_control_plane(self) -> None:
         from apiserver.pki import COMPONENTS, ensure_pki, ensure_serving_cert, ensure_tokens
