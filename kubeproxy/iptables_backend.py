@@ -3,8 +3,9 @@
 The backend remembers the last ruleset it loaded. A partial sync hands that to `restore_input`, which
 writes the dispatch chains and only the per-service chains that differ; a full sync (the first one,
 the periodic one, and the one after any failure) reads the kernel's tables (`iptables-save`), rewrites
-all our chains, deletes leftovers (e.g. chains of services deleted while the proxy was down), and then
-inserts whichever jumps from the built-in chains the save showed missing — never one twice.
+all our chains, deletes leftovers (e.g. chains of services deleted while the proxy was down), and and
+inserts, in the same restore, whichever jumps from the built-in chains the save showed missing — never one
+twice.
 """
 from __future__ import annotations
 
@@ -38,15 +39,31 @@ class IptablesBackend:
     def _jump_rule(extra: str, target: str) -> list[str]:
         return [*extra.split(), "-m", "comment", "--comment", JUMP_COMMENT, "-j", target]
 
-    def ensure_jumps(self, jumps=iptables.JUMPS, saved: dict[str, str] | None = None) -> None:
-        """Insert the built-in chains' jumps that `saved` (iptables-save output per table) lacks; our
-        chains exist by now (the restore declared them). Reading the save we made anyway avoids one
-        `iptables -C` per jump, each of which lists the whole table."""
-        saved = saved if saved is not None else self.save()
+    @staticmethod
+    def missing_jumps(saved: dict[str, str], jumps=iptables.JUMPS) -> dict[str, list[str]]:
+        """Per table, the restore lines inserting the built-in chains' jumps that `saved` (iptables-save
+        output) lacks. Reading the save we made anyway avoids one `iptables -C` per jump, each of which
+        lists the whole table, and putting them in the same restore avoids a process per jump."""
+        out: dict[str, list[str]] = {}
         for table, chain, target, extra in jumps:
-            wanted = f'-A {chain} {extra + " " if extra else ""}-m comment --comment "{JUMP_COMMENT}" -j {target}'
-            if wanted not in saved[table].splitlines():
-                self.run(["iptables", *self.wait, "-t", table, "-I", chain, "1", *self._jump_rule(extra, target)])
+            rule = f'{extra + " " if extra else ""}-m comment --comment "{JUMP_COMMENT}" -j {target}'
+            if f"-A {chain} {rule}" not in saved[table].splitlines():
+                out.setdefault(table, []).append(f"-I {chain} 1 {rule}")
+        return out
+
+    @staticmethod
+    def with_lines(text: str, lines: dict[str, list[str]]) -> str:
+        """`text` with `lines[table]` added at the end of that table's section (before its COMMIT)."""
+        out, table = [], None
+        for line in text.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            if line == "COMMIT" and table in lines:
+                out += lines.pop(table)
+            out.append(line)
+        for table, extra in lines.items():   # a table the rendering did not touch this time
+            out += [f"*{table}", *extra, "COMMIT"]
+        return "\n".join(out) + "\n"
 
     def _check(self, table: str, chain: str, rule: list[str]) -> bool:
         try:
@@ -62,13 +79,13 @@ class IptablesBackend:
             saved = self.save()
             old, existing = None, {t: iptables.chains_in_save(text) for t, text in saved.items()}
         text = iptables.restore_input(new, old, existing)
+        if saved is not None:
+            text = self.with_lines(text, self.missing_jumps(saved))
         self.applied = None
         self.last_input = text
         started = time.perf_counter()
         self.run(["iptables-restore", *self.wait, "--noflush"], input=text)
         self.last_apply_seconds = time.perf_counter() - started
-        if saved is not None:
-            self.ensure_jumps(saved=saved)
         self.applied = new
         logger.debug("iptables: %s sync loaded %d lines", "full" if old is None else "partial", text.count("\n"))
 

@@ -184,9 +184,10 @@ class IpvsBackend:
         self._apply_services(new, current, ours)
         for ip in sorted(bound - new.addresses):
             self.link.del_address(ip)
-        self.run(["iptables-restore", *self.rules.wait, "--noflush"], input=restore_input(new.rules, None, {}))
+        text = restore_input(new.rules, None, {})
         if old is None:
-            self.rules.ensure_jumps(ipvs.JUMPS)
+            text = self.rules.with_lines(text, self.rules.missing_jumps(self.rules.save(), ipvs.JUMPS))
+        self.run(["iptables-restore", *self.rules.wait, "--noflush"], input=text)
         self.applied = new
         self.programmed |= {addr for _, addr, _ in new.services}
 
