@@ -219,6 +219,17 @@ class RestHandler:
             raise errors.not_found(t.rd.plural, t.name, t.rd.group)
         return obj
 
+    async def _read_for_write(self, t: Target, attempt: int, want_rv: int | None) -> Obj:
+        """The object a write starts from. The first attempt takes it from the watch cache — safe, because
+        the write is a transaction guarded by the revision read, so a stale copy only costs a retry —
+        and every retry (or a client precondition the cached copy does not match) reads etcd.
+        Kubernetes' GuaranteedUpdate starts from the cache the same way. Never mutate the result."""
+        if attempt == 0:
+            cached = self.cache.cache_for(t.rd).objects.get(t.key())
+            if cached is not None and (want_rv is None or int(cached["metadata"]["resourceVersion"]) == want_rv):
+                return cached
+        return await self._get_current(t)
+
     async def list(self, request: Request, t: Target) -> Response:
         flt = Filter(t.rd, request)
         limit = _int_param(request, "limit") or 0
@@ -532,8 +543,8 @@ class RestHandler:
         Without a resourceVersion precondition a lost race is retried against the fresh object (as
         Kubernetes' GuaranteedUpdate does); with one, it is a 409 Conflict."""
         sub = None if t.sub == "scale" else t.sub
-        for _ in range(16):
-            current = await self._get_current(t)
+        for attempt in range(16):
+            current = await self._read_for_write(t, attempt, want_rv)
             cur_rv = int(current["metadata"]["resourceVersion"])
             if want_rv is not None and want_rv != cur_rv:
                 raise errors.conflict(t.rd.plural, t.name, "the object has been modified; please apply your "
@@ -635,8 +646,8 @@ class RestHandler:
         node = target.get("name") if isinstance(target, dict) else None
         if not isinstance(node, str) or not node:
             raise errors.invalid("Binding", t.name, [Cause("target.name", "Required value", "FieldValueRequired")])
-        for _ in range(16):
-            pod = await self._get_current(t)
+        for attempt in range(16):
+            pod = copy.deepcopy(await self._read_for_write(t, attempt, None))
             rv = int(pod["metadata"]["resourceVersion"])
             if pod["metadata"].get("deletionTimestamp"):
                 raise errors.conflict("pods", t.name, "pod is being deleted, cannot be assigned to a host")
