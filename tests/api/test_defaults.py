@@ -171,7 +171,7 @@ def test_defaulters_tolerate_wrong_types():
     for kind, fn in DEFAULTERS.items():
         for spec in ("x", 5, ["a"], {"containers": "x", "template": 3, "ports": "x", "strategy": [1],
                                      "updateStrategy": "x", "jobTemplate": 1, "volumes": [1, "x"]}):
-            fn({"spec": spec, "subsets": spec, "stringData": spec})
+            assert fn({"spec": spec, "subsets": spec, "stringData": spec}) is None  # no exception
 
 
 def test_job_generate_selector():

@@ -779,7 +779,7 @@ def test_validators_never_raise_on_wrong_types(kind):
                 {"metadata": {"name": "x"}, "spec": {"template": {"metadata": junk, "spec": spec},
                                                      "jobTemplate": {"spec": junk}}}]
         for obj in objs:
-            VALIDATORS[kind](obj, None)
+            assert isinstance(VALIDATORS[kind](obj, None), list)  # causes, never an exception
             VALIDATORS[kind](obj, objs[0])
             validate_object_meta(obj, namespaced=True, old=obj)
 

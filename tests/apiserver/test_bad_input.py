@@ -29,7 +29,7 @@ def test_malformed_json_is_400(http, namespace):
 def test_malformed_yaml_is_400(http, namespace):
     r = http.post(f"/api/v1/namespaces/{namespace}/pods", content=b"metadata: [unclosed",
                   headers={"Content-Type": "application/yaml"})
-    status(r, 400, "BadRequest")
+    assert "could not be decoded" in status(r, 400, "BadRequest")["message"]
 
 
 def test_yaml_body_is_accepted(http, namespace):
@@ -41,7 +41,8 @@ def test_yaml_body_is_accepted(http, namespace):
 
 @pytest.mark.parametrize("body", [b"[]", b'"a string"', b"42", b"null"])
 def test_body_that_is_not_an_object_is_400(http, namespace, body):
-    status(http.post(f"/api/v1/namespaces/{namespace}/pods", content=body, headers=JSON), 400, "BadRequest")
+    body = status(http.post(f"/api/v1/namespaces/{namespace}/pods", content=body, headers=JSON), 400, "BadRequest")
+    assert body["message"]
 
 
 @pytest.mark.parametrize("spec", [

@@ -333,8 +333,8 @@ def test_pod_egress_true_accepts_and_masquerades(tmp_path_factory):
         sh("iptables", "-w", "-C", network.forward_chain, "-i", network.bridge, "-m", "comment",
            "--comment", "minik8s: pod egress", "-j", "ACCEPT")
         sh("iptables", "-w", "-t", "nat", "-C", network.nat_chain, "-s", cidr, "-j", "MASQUERADE")
-        sh("iptables", "-w", "-t", "nat", "-C", network.nat_chain, "-s", cidr, "-d", str(network.cluster_cidr),
-           "-j", "RETURN")
+        rules = sh("iptables", "-w", "-t", "nat", "-S", network.nat_chain).stdout
+        assert f"-A {network.nat_chain} -s {cidr} -d {network.cluster_cidr} -j RETURN" in rules
     finally:
         network.teardown()
 

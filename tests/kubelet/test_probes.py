@@ -63,7 +63,8 @@ def test_failing_tcp_liveness_restarts_the_container(pods):
     pods.create("tcpdead", [{"name": "app", "image": BUSYBOX, "command": ["sleep", "3600"],
                              "livenessProbe": {"tcpSocket": {"port": 8080}, **FAST}}],
                 terminationGracePeriodSeconds=1)
-    pods.wait("tcpdead", lambda p: status_of(p, "app")["restartCount"] >= 1, timeout=30)
+    pod = pods.wait("tcpdead", lambda p: status_of(p, "app")["restartCount"] >= 1, timeout=30)
+    assert status_of(pod, "app")["restartCount"] >= 1
 
 
 def test_startup_probe_gates_readiness_and_liveness(pods):
@@ -84,4 +85,5 @@ def test_failing_startup_probe_restarts_the_container(pods):
                              "startupProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1,
                                               "failureThreshold": 2}}],
                 terminationGracePeriodSeconds=1)
-    pods.wait("nostart", lambda p: status_of(p, "app")["restartCount"] >= 1, timeout=30)
+    pod = pods.wait("nostart", lambda p: status_of(p, "app")["restartCount"] >= 1, timeout=30)
+    assert status_of(pod, "app")["restartCount"] >= 1

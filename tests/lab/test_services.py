@@ -338,7 +338,7 @@ class EndpointsWatch:
         return self.left_at
 
 
-def measure_rotation(lab, cluster, victim: str, action, what: str) -> None:
+def measure_rotation(lab, cluster, victim: str, action, what: str) -> float:
     client, ns = cluster["client"], cluster["ns"]
     victim_ip = client.get("pods", victim, ns)["status"]["podIP"]
     ip = cluster_ip(cluster)
@@ -384,12 +384,13 @@ def measure_rotation(lab, cluster, victim: str, action, what: str) -> None:
     assert len(late_failures) <= max(3, len(after) // 100), (late_failures, bad_late[-30:])
     assert proxy <= ROTATION_LIMIT, (f"{what}: {proxy:.3f}s from the Endpoints change to the rules; victim answers "
                                      f"and failures after t_ep (s, answer): {bad_late[-30:]}")
+    return proxy
 
 
 def test_failing_readiness_takes_a_backend_out_of_rotation_within_a_second(lab, cluster):
     pod = cluster["pods"]["web-1"]
-    measure_rotation(lab, cluster, "web-1", lambda: lab.pod_exec(pod, "web", ["rm", "-f", "/tmp/ready"]),
-                     "readiness")
+    assert measure_rotation(lab, cluster, "web-1", lambda: lab.pod_exec(pod, "web", ["rm", "-f", "/tmp/ready"]),
+                            "readiness") <= ROTATION_LIMIT
     # back in rotation once ready again
     make_ready(lab, pod)
     wait_for(cluster["client"], "endpoints", cluster["ns"], "web",
@@ -398,5 +399,6 @@ def test_failing_readiness_takes_a_backend_out_of_rotation_within_a_second(lab, 
 
 def test_deleted_backend_leaves_rotation_within_a_second(lab, cluster):
     client, ns = cluster["client"], cluster["ns"]
-    measure_rotation(lab, cluster, "web-2", lambda: client.delete("pods", "web-2", ns), "deletion")
+    assert measure_rotation(lab, cluster, "web-2", lambda: client.delete("pods", "web-2", ns), "deletion") \
+        <= ROTATION_LIMIT
     print(f"\n[{lab.proxy_mode}] figures: {json.dumps(FIGURES.get(lab.proxy_mode))}")
