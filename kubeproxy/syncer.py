@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from client.aio import wait_event
 
+SYNC_BURST = 2
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,18 +47,26 @@ class SyncRunner:
     async def run(self) -> None:
         await self._started.wait()
         loop = asyncio.get_running_loop()
-        last = float("-inf")
+        # A token bucket like Kubernetes' BoundedFrequencyRunner: an isolated change syncs at once (burst of
+        # SYNC_BURST), a stream of changes at most once per min_interval, coalesced.
+        tokens, refilled = float(SYNC_BURST), loop.time()
         backoff = self.retry_initial
         while True:
             if not await wait_event(self._dirty, self.period):
                 self.request(full=True)
-            wait = last + self.min_interval - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            now = loop.time()
+            if self.min_interval > 0:
+                tokens = min(float(SYNC_BURST), tokens + (now - refilled) / self.min_interval)
+            else:
+                tokens = float(SYNC_BURST)
+            refilled = now
+            if tokens < 1:
+                await asyncio.sleep((1 - tokens) * self.min_interval)
+                tokens, refilled = 1.0, loop.time()
+            tokens -= 1
             self._dirty.clear()
             full, self._full = self._full, False
             pending, self.pending_since = self.pending_since, None
-            last = loop.time()
             try:
                 await self.sync(full)
             except asyncio.CancelledError:
