@@ -22,7 +22,7 @@ def count(http, ns, plural="pods"):
 
 
 def test_malformed_json_is_400(http, namespace):
-    status(http.post(f"/api/v1/namespaces/{namespace}/pods", content=b'{"metadata": ', headers=JSON), 400, "BadRequest")
+    assert status(http.post(f"/api/v1/namespaces/{namespace}/pods", content=b'{"metadata": ', headers=JSON), 400, "BadRequest")
     assert count(http, namespace) == 0
 
 
@@ -63,39 +63,39 @@ def test_wrong_types_and_invalid_fields_are_422_with_causes(http, namespace, spe
 
 
 def test_metadata_of_wrong_type_is_400(http, namespace):
-    status(http.post(f"/api/v1/namespaces/{namespace}/pods", json={"metadata": "x", "spec": {}}), 400, "BadRequest")
+    assert status(http.post(f"/api/v1/namespaces/{namespace}/pods", json={"metadata": "x", "spec": {}}), 400, "BadRequest")
 
 
 @pytest.mark.parametrize("name", ["UPPER", "under_score", "-lead", "a" * 254, ""])
 def test_invalid_names_are_422(http, namespace, name):
-    status(http.post(f"/api/v1/namespaces/{namespace}/configmaps", json={"metadata": {"name": name}}), 422, "Invalid")
+    assert status(http.post(f"/api/v1/namespaces/{namespace}/configmaps", json={"metadata": {"name": name}}), 422, "Invalid")
 
 
 def test_unknown_kind_and_group_are_404(http):
-    status(http.get("/api/v1/widgets"), 404, "NotFound")
-    status(http.get("/apis/example.com/v1/widgets"), 404, "NotFound")
-    status(http.get("/apis/apps/v9/deployments"), 404, "NotFound")
+    assert status(http.get("/api/v1/widgets"), 404, "NotFound")
+    assert status(http.get("/apis/example.com/v1/widgets"), 404, "NotFound")
+    assert status(http.get("/apis/apps/v9/deployments"), 404, "NotFound")
 
 
 def test_body_kind_mismatch_is_400(http, namespace):
     body = {"apiVersion": "v1", "kind": "Service", **good_pod()}
-    status(http.post(f"/api/v1/namespaces/{namespace}/pods", json=body), 400, "BadRequest")
+    assert status(http.post(f"/api/v1/namespaces/{namespace}/pods", json=body), 400, "BadRequest")
 
 
 def test_namespace_mismatch_is_400(http, namespace):
     body = good_pod()
     body["metadata"]["namespace"] = "somewhere-else"
-    status(http.post(f"/api/v1/namespaces/{namespace}/pods", json=body), 400, "BadRequest")
+    assert status(http.post(f"/api/v1/namespaces/{namespace}/pods", json=body), 400, "BadRequest")
 
 
 @pytest.mark.parametrize("selector", ["a in (b", "a=b,=c", "!!a", "a notin b"])
 def test_bad_label_selector_is_400(http, namespace, selector):
-    status(http.get(f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": selector}), 400, "BadRequest")
+    assert status(http.get(f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": selector}), 400, "BadRequest")
 
 
 def test_unsupported_field_selector_is_400(http, namespace):
-    status(http.get(f"/api/v1/namespaces/{namespace}/pods", params={"fieldSelector": "spec.bogus=x"}), 400, "BadRequest")
-    status(http.get(f"/api/v1/namespaces/{namespace}/pods", params={"fieldSelector": "nonsense"}), 400, "BadRequest")
+    assert status(http.get(f"/api/v1/namespaces/{namespace}/pods", params={"fieldSelector": "spec.bogus=x"}), 400, "BadRequest")
+    assert status(http.get(f"/api/v1/namespaces/{namespace}/pods", params={"fieldSelector": "nonsense"}), 400, "BadRequest")
 
 
 def test_supported_field_selector_filters(http, namespace):
@@ -109,8 +109,8 @@ def test_supported_field_selector_filters(http, namespace):
 
 def test_body_over_3_mib_is_413(http, namespace):
     big = {"metadata": {"name": "big"}, "data": {"blob": "x" * (3 * 1024 * 1024 + 10)}}
-    status(http.post(f"/api/v1/namespaces/{namespace}/configmaps", json=big), 413, "RequestEntityTooLarge")
-    status(http.get(f"/api/v1/namespaces/{namespace}/configmaps/big"), 404, "NotFound")
+    assert status(http.post(f"/api/v1/namespaces/{namespace}/configmaps", json=big), 413, "RequestEntityTooLarge")
+    assert status(http.get(f"/api/v1/namespaces/{namespace}/configmaps/big"), 404, "NotFound")
 
 
 def test_missing_or_wrong_token_is_401_and_health_is_public(apiserver):
@@ -129,12 +129,12 @@ def test_missing_or_wrong_token_is_401_and_health_is_public(apiserver):
 
 
 def test_missing_namespace_is_404_and_terminating_namespace_is_403(http):
-    status(http.post("/api/v1/namespaces/does-not-exist/pods", json=good_pod()), 404, "NotFound")
+    assert status(http.post("/api/v1/namespaces/does-not-exist/pods", json=good_pod()), 404, "NotFound")
     http.post("/api/v1/namespaces", json={"metadata": {"name": "going-away"}})
     r = http.delete("/api/v1/namespaces/going-away")
     assert r.status_code == 200
     assert r.json()["status"]["phase"] == "Terminating"
-    status(http.post("/api/v1/namespaces/going-away/pods", json=good_pod()), 403, "Forbidden")
+    assert status(http.post("/api/v1/namespaces/going-away/pods", json=good_pod()), 403, "Forbidden")
 
 
 def test_get_of_missing_object_is_404_with_details(http, namespace):
@@ -153,7 +153,7 @@ def test_update_of_immutable_selector_is_422(http, namespace):
                    json={"spec": {"selector": {"matchLabels": {"app": "b"}},
                                   "template": {"metadata": {"labels": {"app": "b"}}}}},
                    headers={"Content-Type": "application/merge-patch+json"})
-    status(r, 422, "Invalid")
+    assert status(r, 422, "Invalid")
     assert http.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/d").json()["spec"]["selector"] == {
         "matchLabels": {"app": "a"}}
 
@@ -161,14 +161,14 @@ def test_update_of_immutable_selector_is_422(http, namespace):
 def test_bad_patches(http, namespace):
     http.post(f"/api/v1/namespaces/{namespace}/configmaps", json={"metadata": {"name": "p"}, "data": {"a": "1"}})
     url = f"/api/v1/namespaces/{namespace}/configmaps/p"
-    status(http.patch(url, content=b"{}", headers={"Content-Type": "text/plain"}), 415, "UnsupportedMediaType")
-    status(http.patch(url, json={"op": "add"}, headers={"Content-Type": "application/json-patch+json"}), 400, "BadRequest")
-    status(http.patch(url, json=[{"op": "remove", "path": "/data/missing"}],
+    assert status(http.patch(url, content=b"{}", headers={"Content-Type": "text/plain"}), 415, "UnsupportedMediaType")
+    assert status(http.patch(url, json={"op": "add"}, headers={"Content-Type": "application/json-patch+json"}), 400, "BadRequest")
+    assert status(http.patch(url, json=[{"op": "remove", "path": "/data/missing"}],
                       headers={"Content-Type": "application/json-patch+json"}), 400, "BadRequest")
     r = http.patch(url, json=[{"op": "test", "path": "/data/a", "value": "2"}],
                    headers={"Content-Type": "application/json-patch+json"})
     assert r.status_code in (409, 422) and r.json()["kind"] == "Status"
-    status(http.patch(url, content=b"{nope", headers={"Content-Type": "application/merge-patch+json"}), 400, "BadRequest")
+    assert status(http.patch(url, content=b"{nope", headers={"Content-Type": "application/merge-patch+json"}), 400, "BadRequest")
     assert http.get(url).json()["data"] == {"a": "1"}
 
 
@@ -178,15 +178,15 @@ def test_stale_resource_version_update_is_409_conflict(http, namespace):
     http.patch(f"/api/v1/namespaces/{namespace}/configmaps/s", json={"data": {"a": "2"}},
                headers={"Content-Type": "application/merge-patch+json"})
     stale["data"] = {"a": "3"}
-    status(http.put(f"/api/v1/namespaces/{namespace}/configmaps/s", json=stale), 409, "Conflict")
+    assert status(http.put(f"/api/v1/namespaces/{namespace}/configmaps/s", json=stale), 409, "Conflict")
     assert http.get(f"/api/v1/namespaces/{namespace}/configmaps/s").json()["data"] == {"a": "2"}
 
 
 def test_bad_query_parameters_are_400(http, namespace):
-    status(http.get(f"/api/v1/namespaces/{namespace}/pods", params={"limit": "many"}), 400, "BadRequest")
-    status(http.get(f"/api/v1/namespaces/{namespace}/pods", params={"limit": "1", "continue": "garbage!"}), 400, "BadRequest")
-    status(http.delete(f"/api/v1/namespaces/{namespace}/pods/x", params={"propagationPolicy": "Sideways"}), 422, "Invalid")
+    assert status(http.get(f"/api/v1/namespaces/{namespace}/pods", params={"limit": "many"}), 400, "BadRequest")
+    assert status(http.get(f"/api/v1/namespaces/{namespace}/pods", params={"limit": "1", "continue": "garbage!"}), 400, "BadRequest")
+    assert status(http.delete(f"/api/v1/namespaces/{namespace}/pods/x", params={"propagationPolicy": "Sideways"}), 422, "Invalid")
 
 
 def test_method_not_allowed_is_405(http, namespace):
-    status(http.put(f"/api/v1/namespaces/{namespace}/pods"), 405, "MethodNotAllowed")
+    assert status(http.put(f"/api/v1/namespaces/{namespace}/pods"), 405, "MethodNotAllowed")
