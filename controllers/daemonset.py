@@ -39,6 +39,7 @@ import time
 from typing import Any, Callable
 
 from api.errors import APIError
+from api.nodeaffinity import term_matches
 from api.selectors import selector_from_dict
 from client.rest import is_conflict, is_not_found
 from controllers.base import Controller
@@ -84,34 +85,6 @@ def with_default_tolerations(spec: Obj) -> list[Obj]:
     return tolerations
 
 
-def _requirement_matches(expr: Obj, value: str | None) -> bool:
-    op, values = expr.get("operator"), expr.get("values") or []
-    if op == "In":
-        return value is not None and value in values
-    if op == "NotIn":
-        return value is None or value not in values
-    if op == "Exists":
-        return value is not None
-    if op == "DoesNotExist":
-        return value is None
-    if op in ("Gt", "Lt") and value is not None and len(values) == 1:
-        try:
-            return int(value) > int(values[0]) if op == "Gt" else int(value) < int(values[0])
-        except ValueError:
-            return False
-    return False
-
-
-def _term_matches(term: Obj, node: Obj) -> bool:
-    labels = node["metadata"].get("labels") or {}
-    exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
-    if not exprs and not fields:
-        return False
-    return all(_requirement_matches(e, labels.get(e.get("key"))) for e in exprs) and \
-        all(_requirement_matches(f, node["metadata"]["name"] if f.get("key") == "metadata.name" else None)
-            for f in fields)
-
-
 def node_matches(spec: Obj, node: Obj) -> bool:
     """nodeName, nodeSelector and required node affinity of a pod spec against a node."""
     if spec.get("nodeName") and spec["nodeName"] != node["metadata"]["name"]:
@@ -122,7 +95,8 @@ def node_matches(spec: Obj, node: Obj) -> bool:
     required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
                 .get("requiredDuringSchedulingIgnoredDuringExecution"))
     if required is not None:
-        return any(_term_matches(t, node) for t in required.get("nodeSelectorTerms") or [])
+        return any(term_matches(t, labels, node["metadata"]["name"])
+                   for t in required.get("nodeSelectorTerms") or [])
     return True
 
 

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
+from api.nodeaffinity import term_matches
 from scheduler.nodeinfo import ALL_IPS, AffinityTerm, NodeInfo, PodInfo
 
 logger = logging.getLogger(__name__)
@@ -103,41 +104,9 @@ def taint_toleration(pod: PodInfo, node: NodeInfo) -> Reason:
     return None
 
 
-def _expression_matches(expr: dict, value: str | None) -> bool:
-    """One NodeSelectorRequirement against the node's label (or field) value; None when absent."""
-    op = expr.get("operator")
-    values = expr.get("values") or []
-    if op == "In":
-        return value is not None and value in values
-    if op == "NotIn":
-        return value is None or value not in values
-    if op == "Exists":
-        return value is not None
-    if op == "DoesNotExist":
-        return value is None
-    if op in ("Gt", "Lt") and value is not None and len(values) == 1:
-        try:
-            have, want = int(value), int(values[0])
-        except ValueError:
-            return False
-        return have > want if op == "Gt" else have < want
-    return False
-
-
 def node_selector_term_matches(term: dict, node: NodeInfo) -> bool:
     """matchExpressions (labels) AND matchFields (metadata.name); an empty term matches nothing."""
-    expressions = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not expressions and not fields:
-        return False
-    for expr in expressions:
-        if not _expression_matches(expr, node.labels.get(expr.get("key"))):
-            return False
-    for expr in fields:
-        value = node.name if expr.get("key") == "metadata.name" else None
-        if not _expression_matches(expr, value):
-            return False
-    return True
+    return term_matches(term, node.labels, node.name)
 
 
 def matches_node_affinity(pod: PodInfo, node: NodeInfo) -> bool:
