@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark of the scheduler: pending pods onto Node objects (no kubelets), against a raw baseline.
 
-    python bench/scheduler.py [--quick] [--nodes N] [--pods N] [--keep]
+    python bench/scheduler.py [--quick] [--nodes N] [--pods N] [--repeat N] [--profile PREFIX] [--keep]
 
 Starts its own etcd and apiserver on free ports in a temporary directory, creates the Nodes (status
 with allocatable and Ready) and the pending Pods with concurrent creates, then:
@@ -21,6 +21,8 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -164,31 +166,49 @@ async def drain(stream, log: Path) -> None:
             out.write(line)
 
 
-async def bench_scheduler(cluster: Cluster, client: AsyncClient, pods: int, bind_concurrency: int) -> float:
+async def bench_scheduler(cluster: Cluster, client: AsyncClient, pods: int, bind_concurrency: int,
+                          profile: str | None = None) -> float:
     kubeconfig = write_kubeconfig(cluster.dir / "scheduler.kubeconfig", server=cluster.url,
                                   ca_pem=cluster.ca.read_bytes(), token=cluster.tokens["system:kube-scheduler"],
                                   user="system:kube-scheduler")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli.main", "scheduler", "--kubeconfig", str(kubeconfig), "--health-port", "0",
-        "--no-leader-elect", "--bind-concurrency", str(bind_concurrency), cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        "--no-leader-elect", "--bind-concurrency", str(bind_concurrency), cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    profilers: list[subprocess.Popen] = []
     try:
         watcher = asyncio.create_task(wait_all_bound(client, "bench-sched", pods))
         await wait_for_line(proc.stderr, "caches synced")
+        if profile:
+            profilers = [start_profiler(proc.pid, f"{profile}.scheduler"),
+                         start_profiler(cluster.apiserver.pid, f"{profile}.apiserver")]
         started = time.perf_counter()
-        cpu_before = cpu_seconds(proc.pid), cpu_seconds(cluster.apiserver.pid)
+        pids = (proc.pid, cluster.apiserver.pid, cluster.etcd.proc.pid)
+        cpu_before = [cpu_seconds(pid) for pid in pids] + [time.process_time()]
         drainer = asyncio.create_task(drain(proc.stderr, cluster.dir / "scheduler.log"))
         placed = await asyncio.wait_for(watcher, 600)
         elapsed = time.perf_counter() - started
-        sched_cpu = cpu_seconds(proc.pid) - cpu_before[0]
-        api_cpu = cpu_seconds(cluster.apiserver.pid) - cpu_before[1]
-        print(f"during scheduling: scheduler process {sched_cpu:.2f}s CPU ({sched_cpu / elapsed:.0%}), "
-              f"apiserver {api_cpu:.2f}s CPU ({api_cpu / elapsed:.0%})")
+        sched_cpu, api_cpu, etcd_cpu = (cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before))
+        own_cpu = time.process_time() - cpu_before[3]
+        print(f"CPU during scheduling: scheduler process {sched_cpu:.2f}s ({sched_cpu / elapsed:.0%}), "
+              f"apiserver {api_cpu:.2f}s ({api_cpu / elapsed:.0%}), etcd {etcd_cpu:.2f}s ({etcd_cpu / elapsed:.0%}), "
+              f"this process (watching) {own_cpu:.2f}s ({own_cpu / elapsed:.0%})")
     finally:
+        for profiler in profilers:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            profiler.wait()
         proc.terminate()
         await proc.wait()
     await drainer
     check_no_overcommit(placed)
     return elapsed
+
+
+def start_profiler(pid: int, path: str) -> subprocess.Popen:
+    """py-spy (installed in the venv by `make install`) sampling `pid` into raw collapsed stacks."""
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "-r", "250", "-f", "raw", "-o", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -224,10 +244,10 @@ async def bench_raw(client: AsyncClient, nodes: int, pods: int, concurrency: int
     return time.perf_counter() - started
 
 
-async def main_async(args: argparse.Namespace, cluster: Cluster) -> None:
+async def main_async(args: argparse.Namespace, cluster: Cluster) -> tuple[float, float]:
     async with AsyncClient(cluster.config("admin")) as admin:
         await populate(admin, args.nodes, args.pods)
-        sched = await bench_scheduler(cluster, admin, args.pods, args.bind_concurrency)
+        sched = await bench_scheduler(cluster, admin, args.pods, args.bind_concurrency, args.profile)
     # A fresh client for the baseline, as the scheduler process had its own.
     async with AsyncClient(cluster.config("system:kube-scheduler")) as client:
         raw = await bench_raw(client, args.nodes, args.pods, args.bind_concurrency)
@@ -235,6 +255,21 @@ async def main_async(args: argparse.Namespace, cluster: Cluster) -> None:
     print(f"scheduler: {args.pods} pods onto {args.nodes} nodes in {sched:.2f}s = {sched_rate:.0f} pods/s")
     print(f"raw bind : {args.pods} binding POSTs (concurrency {args.bind_concurrency}) in {raw:.2f}s = {raw_rate:.0f} pods/s")
     print(f"ratio scheduler/raw: {sched_rate / raw_rate:.2f}")
+    return sched_rate, raw_rate
+
+
+def run_once(args: argparse.Namespace) -> tuple[float, float]:
+    directory = Path(tempfile.mkdtemp(prefix="minik8s-bench-scheduler-"))
+    cluster = Cluster(directory)
+    try:
+        cluster.start()
+        return asyncio.run(main_async(args, cluster))
+    finally:
+        cluster.stop()
+        if args.keep:
+            print(f"kept {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def main() -> int:
@@ -244,21 +279,21 @@ def main() -> int:
     p.add_argument("--pods", type=int, default=None)
     p.add_argument("--bind-concurrency", type=int, default=16,
                    help="bindings in flight, for the scheduler and the raw baseline alike")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="N runs, each on a fresh etcd and apiserver; prints the median (2 cores are noisy)")
+    p.add_argument("--profile", metavar="PREFIX",
+                   help="while scheduling, record py-spy profiles (raw stacks) of the scheduler and the apiserver "
+                        "into PREFIX.scheduler and PREFIX.apiserver")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = p.parse_args()
     args.nodes = args.nodes or (100 if args.quick else 500)
     args.pods = args.pods or (400 if args.quick else 2000)
-    directory = Path(tempfile.mkdtemp(prefix="minik8s-bench-scheduler-"))
-    cluster = Cluster(directory)
-    try:
-        cluster.start()
-        asyncio.run(main_async(args, cluster))
-    finally:
-        cluster.stop()
-        if args.keep:
-            print(f"kept {directory}")
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+    results = [run_once(args) for _ in range(args.repeat)]
+    if len(results) > 1:
+        sched = sorted(r[0] for r in results)
+        ratios = sorted(r[0] / r[1] for r in results)
+        print(f"median of {len(results)} runs: scheduler {statistics.median(sched):.0f} pods/s "
+              f"(min {sched[0]:.0f}, max {sched[-1]:.0f}), ratio scheduler/raw {statistics.median(ratios):.2f}")
     return 0
 
 

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
@@ -18,3 +22,13 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` on uvloop when it is installed (it comes with uvicorn[standard]): its event loop
+    and TLS transport cost a component a fraction of the default loop's CPU per request."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)

@@ -50,14 +50,22 @@ class EventRecorder:
         self._seen: collections.OrderedDict[tuple[str, ...], tuple[str, str, int]] = collections.OrderedDict()
         self._lock = asyncio.Lock()
         self._pending: set[asyncio.Task[None]] = set()
+        self._dropped = 0
 
     def event(self, obj: Obj, type: str, reason: str, message: str) -> None:
         """Record an event about `obj` in the background; never raises."""
         try:
             if len(self._pending) >= MAX_PENDING:
-                logger.warning("dropping event %s %s for %s: too many pending writes", type, reason,
-                               involved_object(obj).get("name"))
+                # Like client-go's broadcaster (a queue of 1000): a burst beyond it loses events, not
+                # time. One log line per burst, with the count, rather than one per dropped event.
+                if not self._dropped:
+                    logger.warning("dropping events: %d writes pending (first dropped: %s %s for %s)",
+                                   MAX_PENDING, type, reason, involved_object(obj).get("name"))
+                self._dropped += 1
                 return
+            if self._dropped:
+                logger.warning("dropped %d events while %d writes were pending", self._dropped, MAX_PENDING)
+                self._dropped = 0
             task = asyncio.get_running_loop().create_task(self.record(obj, type, reason, message))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)

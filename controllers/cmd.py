@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 HELP = "run the controllers (leader-elected)"
 
@@ -32,10 +31,11 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from client import aio
     from controllers.manager import run_controller_manager
 
     options = {k: v for k, v in vars(args).items() if k not in COMMON}
-    return asyncio.run(run_controller_manager(
+    return aio.run(run_controller_manager(
         kubeconfig=args.kubeconfig, controllers=args.controllers, leader_elect=args.leader_elect,
         health_port=args.health_port, identity=args.identity, lease_duration=args.leader_elect_lease_duration,
         renew_deadline=args.leader_elect_renew_deadline, retry_period=args.leader_elect_retry_period, **options))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
 HELP = "run the scheduler (leader-elected)"
@@ -24,13 +23,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from client import aio
     from scheduler.server import run_scheduler
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         # One INFO line per request is noise at hundreds of bindings per second.
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
-    return asyncio.run(run_scheduler(
+    return aio.run(run_scheduler(
         kubeconfig=args.kubeconfig, scheduler_name=args.scheduler_name, leader_elect=args.leader_elect,
         health_port=args.health_port, identity=args.identity, lease_duration=args.leader_elect_lease_duration,
         renew_deadline=args.leader_elect_renew_deadline, retry_period=args.leader_elect_retry_period,

@@ -138,6 +138,9 @@ def node_ports(pod: PodInfo, node: NodeInfo) -> Reason:
 
 def node_resources_fit(pod: PodInfo, node: NodeInfo) -> Reason:
     """Every resource the pod requests must fit in allocatable minus what the node's pods request."""
+    if (len(node.pods) < node.alloc_pods and node.req_cpu + pod.cpu <= node.alloc_cpu
+            and node.req_memory + pod.memory <= node.alloc_memory and not pod.scalars):
+        return None  # the common case, answered without building the list of reasons
     reasons = []
     if len(node.pods) + 1 > node.alloc_pods:
         reasons.append(TOO_MANY_PODS)

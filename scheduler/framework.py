@@ -1,8 +1,8 @@
 """One scheduling decision, as a pure function of a pod and a snapshot: filter → score → select.
 
-`schedule(pod, snapshot)` does no I/O and mutates nothing, so tests drive it with hand-built NodeInfos
-and the scheduler drives it with its live cache (which includes pods it has assumed but not yet seen
-bound). The steps follow Kubernetes' framework:
+`schedule(pod, snapshot)` does no I/O and mutates nothing (save a score memo on NodeInfos), so tests
+drive it with hand-built NodeInfos and the scheduler drives it with its live cache (which includes pods
+it has assumed but not yet seen bound). The steps follow Kubernetes' framework:
 
 1. Filter. Nodes are visited in name order starting at a rotating offset; each node goes through the
    pod's filters until the first rejection, whose reason(s) are counted. Like Kubernetes'

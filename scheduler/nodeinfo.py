@@ -258,12 +258,17 @@ class NodeInfo:
     nonzero_memory: int = 0
     used_ports: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     owner_counts: Counter[str] = field(default_factory=Counter)
+    # scores.resource_scores' memo: the pod shape (non-zero cpu, memory) it was computed for and the
+    # (least allocated, balanced) result; any change to totals or allocatable clears it.
+    scored_for: tuple[int, int] | None = None
+    scores: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         self.set_node(self.node)
 
     def set_node(self, node: Obj) -> None:
         self.node = node
+        self.scored_for = None
         meta = node.get("metadata") or {}
         spec = node.get("spec") or {}
         self.name = meta.get("name") or ""
@@ -287,6 +292,7 @@ class NodeInfo:
         return pi
 
     def _account(self, pi: PodInfo, sign: int) -> None:
+        self.scored_for = None
         self.req_cpu += sign * pi.cpu
         self.req_memory += sign * pi.memory
         self.nonzero_cpu += sign * pi.nonzero_cpu

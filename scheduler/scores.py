@@ -30,27 +30,44 @@ Runner = Callable[[PodInfo, list[NodeInfo], Snapshot], list[int] | None]
 # --- per-node scores ------------------------------------------------------------------------------
 
 
-def least_allocated(pod: PodInfo, node: NodeInfo) -> int:
-    """Prefer nodes with the most room left (cpu and memory weighted equally), counting this pod.
+def resource_scores(pod: PodInfo, node: NodeInfo) -> tuple[int, int]:
+    """NodeResourcesFit's LeastAllocated and NodeResourcesBalancedAllocation scores of one node.
 
-    Per resource: (allocatable − requested) × 100 / allocatable, 0 when over; the mean of both.
+    Both read the same numbers: cpu and memory requested on the node with this pod (non-zero
+    requests) against allocatable.
+
+    - least allocated: prefer the most room left. Per resource (allocatable − requested) × 100 /
+      allocatable, 0 when over; the mean of cpu and memory.
+    - balanced: prefer cpu and memory usage fractions that stay close: 100 × (1 − standard deviation),
+      which for two resources is half their difference (fractions capped at 1).
+
+    They run for every pod on every candidate node, so the result is memoised on the NodeInfo per pod
+    *shape* (its non-zero cpu and memory) until the node's totals change: a burst of replicas of one
+    template recomputes only the node the previous replica went to.
     """
-    score = 0
-    for requested, allocatable in ((node.nonzero_cpu + pod.nonzero_cpu, node.alloc_cpu),
-                                   (node.nonzero_memory + pod.nonzero_memory, node.alloc_memory)):
-        if 0 < allocatable and requested <= allocatable:
-            score += (allocatable - requested) * MAX_SCORE // allocatable
-    return score // 2
+    shape = (pod.nonzero_cpu, pod.nonzero_memory)
+    if node.scored_for == shape:
+        return node.scores
+    cpu, alloc_cpu = node.nonzero_cpu + shape[0], node.alloc_cpu
+    mem, alloc_mem = node.nonzero_memory + shape[1], node.alloc_memory
+    least = 0
+    if 0 < alloc_cpu and cpu <= alloc_cpu:
+        least += (alloc_cpu - cpu) * MAX_SCORE // alloc_cpu
+    if 0 < alloc_mem and mem <= alloc_mem:
+        least += (alloc_mem - mem) * MAX_SCORE // alloc_mem
+    cpu_fraction = min(cpu / alloc_cpu, 1.0) if alloc_cpu > 0 else 1.0
+    mem_fraction = min(mem / alloc_mem, 1.0) if alloc_mem > 0 else 1.0
+    balanced = int((1 - abs(cpu_fraction - mem_fraction) / 2) * MAX_SCORE)
+    node.scored_for, node.scores = shape, (least // 2, balanced)
+    return node.scores
+
+
+def least_allocated(pod: PodInfo, node: NodeInfo) -> int:
+    return resource_scores(pod, node)[0]
 
 
 def balanced_allocation(pod: PodInfo, node: NodeInfo) -> int:
-    """Prefer nodes whose cpu and memory usage stay balanced: 100 × (1 − standard deviation).
-
-    With two resources the standard deviation of the usage fractions is half their difference.
-    """
-    cpu = (node.nonzero_cpu + pod.nonzero_cpu) / node.alloc_cpu if node.alloc_cpu > 0 else 1.0
-    mem = (node.nonzero_memory + pod.nonzero_memory) / node.alloc_memory if node.alloc_memory > 0 else 1.0
-    return int((1 - abs(min(cpu, 1.0) - min(mem, 1.0)) / 2) * MAX_SCORE)
+    return resource_scores(pod, node)[1]
 
 
 def node_affinity_weight(pod: PodInfo, node: NodeInfo) -> int:
@@ -79,12 +96,15 @@ def normalize(raw: list[int] | list[float], *, reverse: bool = False) -> list[in
 # --- runners --------------------------------------------------------------------------------------
 
 
-def run_least_allocated(pod: PodInfo, nodes: list[NodeInfo], snapshot: Snapshot) -> list[int]:
-    return [least_allocated(pod, n) for n in nodes]
-
-
-def run_balanced_allocation(pod: PodInfo, nodes: list[NodeInfo], snapshot: Snapshot) -> list[int]:
-    return [balanced_allocation(pod, n) for n in nodes]
+def run_resource_scores(pod: PodInfo, nodes: list[NodeInfo], snapshot: Snapshot) -> list[int]:
+    """LeastAllocated + BalancedAllocation (Kubernetes weighs both 1, so their sum is their share)."""
+    shape = (pod.nonzero_cpu, pod.nonzero_memory)
+    totals = []
+    for node in nodes:
+        # The memo check inline: this loop is the hottest in the scheduler.
+        least, balanced = node.scores if node.scored_for == shape else resource_scores(pod, node)
+        totals.append(least + balanced)
+    return totals
 
 
 def run_node_affinity(pod: PodInfo, nodes: list[NodeInfo], snapshot: Snapshot) -> list[int] | None:
@@ -154,8 +174,7 @@ def run_topology_spread(pod: PodInfo, nodes: list[NodeInfo], snapshot: Snapshot)
 
 # (plugin name, weight, runner)
 SCORERS: list[tuple[str, int, Runner]] = [
-    ("NodeResourcesLeastAllocated", 1, run_least_allocated),
-    ("NodeResourcesBalancedAllocation", 1, run_balanced_allocation),
+    ("NodeResourcesLeastAllocated+BalancedAllocation", 1, run_resource_scores),
     ("NodeAffinity", 1, run_node_affinity),
     ("TaintToleration", 1, run_taint_toleration),
     ("SelectorSpread", 1, run_selector_spread),

@@ -68,3 +68,22 @@ async def test_failures_never_reach_the_caller(aclient, fake):
     rec.event(pod_obj(), "Normal", "R", "m")
     await rec.flush()
     assert len(await events(aclient, "shop")) == 1
+
+
+async def test_a_burst_beyond_the_queue_drops_events_with_one_log_line(aclient, monkeypatch, caplog):
+    import client.events as events_module
+    monkeypatch.setattr(events_module, "MAX_PENDING", 3)
+    rec = EventRecorder(aclient, "scheduler")
+    for i in range(7):
+        pod = pod_obj()
+        pod["metadata"]["name"] = f"web-{i}"
+        rec.event(pod, "Normal", "Scheduled", f"assigned web-{i}")
+    await rec.flush()
+    assert sorted(e["involvedObject"]["name"] for e in await events(aclient, "shop")) == ["web-0", "web-1", "web-2"]
+    drops = [r for r in caplog.records if r.name == "client.events" and "dropping events" in r.getMessage()]
+    assert len(drops) == 1, [r.getMessage() for r in caplog.records]
+    # The next event after the burst goes through and reports how many were lost.
+    rec.event(pod_obj(), "Normal", "Scheduled", "after")
+    await rec.flush()
+    assert any("dropped 4 events" in r.getMessage() for r in caplog.records)
+    assert "web" in [e["involvedObject"]["name"] for e in await events(aclient, "shop")]

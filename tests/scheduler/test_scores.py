@@ -37,6 +37,23 @@ def test_balanced_allocation_penalises_imbalance():
     assert 49 <= scores.balanced_allocation(info(make_pod("p", cpu="4", memory="1Mi")), node) <= 51
 
 
+def test_resource_scores_memo_follows_node_changes_and_pod_shape():
+    node = node_info(make_node("n", cpu="4", memory="4Gi"))
+    small, big = info(make_pod("s", cpu="1", memory="1Gi")), info(make_pod("b", cpu="2", memory="1Gi"))
+    assert scores.least_allocated(small, node) == 75
+    # Another shape is not answered from the first one's memo.
+    assert scores.resource_scores(big, node) == (62, 87)
+    assert scores.least_allocated(small, node) == 75
+    # A pod placed on the node changes its totals: the memo is dropped, the score follows.
+    node.add_pod(info(make_pod("x", cpu="2", memory="2Gi", node="n")))
+    assert scores.least_allocated(small, node) == 25
+    node.remove_pod("default/x")
+    assert scores.least_allocated(small, node) == 75
+    # So does a change of allocatable.
+    node.set_node(make_node("n", cpu="8", memory="8Gi"))
+    assert scores.least_allocated(small, node) == 87
+
+
 def test_normalize_scales_best_to_100():
     assert scores.normalize([0, 5, 10]) == [0, 50, 100]
 
