@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "dns": "clusterdns.cmd",
     "lab": "lab.cmd",
     "up": "cli.up",
+    "bootstrap": "cli.bootstrap",
 }
 
 

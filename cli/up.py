@@ -19,9 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from apiserver.pki import COMPONENTS, ensure_pki, ensure_serving_cert, ensure_tokens
+from cli.bootstrap import ensure_credentials
 from cli.etcd import EtcdProcess
-from client.kubeconfig import write_kubeconfig
 
 
 def default_data_dir() -> Path:
@@ -90,30 +89,24 @@ def run(args: argparse.Namespace) -> int:
     logs = data / "logs"
     logs.mkdir(exist_ok=True)
     host = args.bind_address if args.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
-    pki = ensure_pki(data / "pki", [host])
-    tokens = ensure_tokens(data / "tokens.csv")
+    node_name = args.node_name or socket.gethostname().lower()
     server = f"https://{host}:{args.secure_port}"
-    ca_pem = pki["ca"].read_bytes()
-    kubeconfigs = data / "kubeconfigs"
-    kubeconfigs.mkdir(exist_ok=True)
-    for identity in COMPONENTS:
-        safe = identity.replace("system:", "").replace(":", "-")
-        write_kubeconfig(kubeconfigs / f"{safe}.kubeconfig", server=server, ca_pem=ca_pem, token=tokens[identity],
-                         user=identity)
+    creds = ensure_credentials(data, server, apiserver_hosts=[host],
+                               kubelet_hosts=[args.node_ip, node_name])
 
     etcd = EtcdProcess(data / "etcd", args.etcd_port, args.etcd_peer_port, log_path=logs / "etcd.log")
     etcd.start()
     py = sys.executable
     minik8s = [py, "-m", "cli.main"]
-    node_name = args.node_name or socket.gethostname().lower()
-    kubelet_cert = ensure_serving_cert(data / "pki", "kubelet", [args.node_ip, "127.0.0.1", node_name])
-    cfg = lambda identity: str(kubeconfigs / f"{identity}.kubeconfig")  # noqa: E731
+    cfg = lambda identity: str(creds.kubeconfig(identity))  # noqa: E731
+    api_cert, api_key = creds.cert("apiserver")
+    kubelet_cert, kubelet_key = creds.cert("kubelet")
     children = [
         Child("apiserver", minik8s + [
             "apiserver", "--etcd-servers", etcd.url, "--secure-port", str(args.secure_port),
             "--bind-address", args.bind_address, "--advertise-address", host,
-            "--tls-cert-file", str(pki["cert"]), "--tls-private-key-file", str(pki["key"]),
-            "--token-auth-file", str(data / "tokens.csv"), "--kubelet-certificate-authority", str(pki["ca"])],
+            "--tls-cert-file", str(api_cert), "--tls-private-key-file", str(api_key),
+            "--token-auth-file", str(creds.token_file), "--kubelet-certificate-authority", str(creds.ca)],
             logs / "apiserver.log"),
         Child("controller-manager", minik8s + [
             "controller-manager", "--kubeconfig", cfg("kube-controller-manager"),
@@ -125,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
         Child("kubelet", minik8s + [
             "kubelet", "--kubeconfig", cfg("node"), "--node-name", node_name, "--node-ip", args.node_ip,
             "--root-dir", str(data / "kubelet"), "--address", args.node_ip, "--port", str(args.kubelet_port),
-            "--tls-cert-file", str(kubelet_cert["cert"]), "--tls-private-key-file", str(kubelet_cert["key"]),
-            "--authentication-token-file", str(data / "tokens.csv"), "--cluster-cidr", args.cluster_cidr,
+            "--tls-cert-file", str(kubelet_cert), "--tls-private-key-file", str(kubelet_key),
+            "--authentication-token-file", str(creds.token_file), "--cluster-cidr", args.cluster_cidr,
             "--bridge", args.bridge],
             logs / "kubelet.log"),
     ]
@@ -140,13 +133,12 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         children[0].start()
-        wait_ready(server, pki["ca"])
+        wait_ready(server, creds.ca)
         for c in children[1:]:
             c.start()
-        admin = data / "admin.kubeconfig"
-        write_kubeconfig(admin, server=server, ca_pem=ca_pem, token=tokens["admin"], user="admin")
+        admin = creds.admin_kubeconfig
         token_cmd = f"$(awk '/token:/{{print $2}}' {admin})"
-        print(f"minik8s ready: API {server}, kubeconfig {admin}, logs {logs}; try: curl --cacert {pki['ca']} "
+        print(f"minik8s ready: API {server}, kubeconfig {admin}, logs {logs}; try: curl --cacert {creds.ca} "
               f"-H \"Authorization: Bearer {token_cmd}\" {server}/api/v1/namespaces", flush=True)
         while not stopping:
             time.sleep(0.2)

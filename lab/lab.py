@@ -63,6 +63,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from cli.bootstrap import Credentials, ensure_credentials
+
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -412,20 +414,9 @@ class Lab:
         self._wait_dockerd(n)
 
     def _start_control_plane(self) -> None:
-        from apiserver.pki import COMPONENTS, ensure_pki, ensure_serving_cert, ensure_tokens
-        from client.kubeconfig import write_kubeconfig
-
         st = self._st
-        pki_dir = self.dir / "pki"
-        pki = ensure_pki(pki_dir, [self._cp_ip])
-        tokens = ensure_tokens(self.dir / "tokens.csv")
-        ca_pem = pki["ca"].read_bytes()
-        kc_dir = self.dir / "kubeconfigs"
-        kc_dir.mkdir(exist_ok=True)
-        for identity in COMPONENTS:
-            write_kubeconfig(kc_dir / f"{_safe(identity)}.kubeconfig", server=self.api_server, ca_pem=ca_pem,
-                             token=tokens[identity], user=identity)
-        ensure_serving_cert(pki_dir, "kubelet", ["127.0.0.1", *(n.ip for n in st.nodes)])
+        creds = ensure_credentials(self.dir, self.api_server, apiserver_hosts=[self._cp_ip],
+                                   kubelet_hosts=[n.ip for n in st.nodes])
         cp = f"mk-{st.name}-cp"
         etcd_url = f"http://127.0.0.1:{ETCD_PORT}"
         peer = f"http://127.0.0.1:{ETCD_PORT + 1}"
@@ -437,38 +428,38 @@ class Lab:
         _wait(lambda: in_netns(f"/run/netns/{cp}", lambda: _http_ok(etcd_url + "/health")), 30, "etcd",
               self._log_tail("etcd"))
         py = [sys.executable, "-m", "cli.main"]
+        cert, key = creds.cert("apiserver")
         self._spawn("apiserver", cp, py + [
             "apiserver", "--etcd-servers", etcd_url, "--secure-port", str(APISERVER_PORT), "--bind-address",
-            self._cp_ip, "--advertise-address", self._cp_ip, "--tls-cert-file", str(pki["cert"]),
-            "--tls-private-key-file", str(pki["key"]), "--token-auth-file", str(self.dir / "tokens.csv"),
-            "--kubelet-certificate-authority", str(pki["ca"]), "--service-cluster-ip-range", st.service_cidr])
-        ctx = ssl.create_default_context(cafile=str(pki["ca"]))
+            self._cp_ip, "--advertise-address", self._cp_ip, "--tls-cert-file", str(cert),
+            "--tls-private-key-file", str(key), "--token-auth-file", str(creds.token_file),
+            "--kubelet-certificate-authority", str(creds.ca), "--service-cluster-ip-range", st.service_cidr])
+        ctx = ssl.create_default_context(cafile=str(creds.ca))
         _wait(lambda: self._alive("apiserver") and _http_ok(self.api_server + "/readyz", ctx), 60, "apiserver ready",
               self._log_tail("apiserver"))
-        write_kubeconfig(self.kubeconfig, server=self.api_server, ca_pem=ca_pem, token=tokens["admin"], user="admin")
         election = ["--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline", "3",
                     "--leader-elect-retry-period", "0.5"]
         self._spawn("controller-manager", cp, py + [
-            "controller-manager", "--kubeconfig", str(kc_dir / "kube-controller-manager.kubeconfig"),
+            "controller-manager", "--kubeconfig", str(creds.kubeconfig("kube-controller-manager")),
             "--cluster-cidr", st.cluster_cidr, *election])
-        self._spawn("scheduler", cp, py + ["scheduler", "--kubeconfig", str(kc_dir / "kube-scheduler.kubeconfig"),
+        self._spawn("scheduler", cp, py + ["scheduler", "--kubeconfig", str(creds.kubeconfig("kube-scheduler")),
                                            *election])
 
     def _start_nodes(self) -> None:
         st = self._st
         py = [sys.executable, "-m", "cli.main"]
-        kc_dir = self.dir / "kubeconfigs"
+        creds = Credentials(self.dir)
         proxy_flags = _flags_of("kubeproxy.cmd") if importlib.util.find_spec("kubeproxy.cmd") else None
         if proxy_flags is None:
             logger.info("lab %s: kubeproxy/cmd.py does not exist yet: no kube-proxy on the nodes", st.name)
         dns = importlib.util.find_spec("clusterdns.cmd") is not None
         for n in st.nodes:
-            cmd = py + ["kubelet", "--kubeconfig", str(kc_dir / "node.kubeconfig"), "--node-name", n.name,
+            cmd = py + ["kubelet", "--kubeconfig", str(creds.kubeconfig("node")), "--node-name", n.name,
                         "--node-ip", n.ip, "--docker-host", n.docker_host, "--root-dir", str(Path(n.dir) / "kubelet"),
                         "--address", n.ip, "--port", str(KUBELET_PORT),
-                        "--tls-cert-file", str(self.dir / "pki" / "kubelet.crt"),
-                        "--tls-private-key-file", str(self.dir / "pki" / "kubelet.key"),
-                        "--authentication-token-file", str(self.dir / "tokens.csv"),
+                        "--tls-cert-file", str(creds.cert("kubelet")[0]),
+                        "--tls-private-key-file", str(creds.cert("kubelet")[1]),
+                        "--authentication-token-file", str(creds.token_file),
                         "--cluster-cidr", st.cluster_cidr, "--service-cluster-ip-range", st.service_cidr,
                         "--bridge", "mk0", "--service-sink", "kube-svc0", "--network-backend", st.network_backend,
                         *self.kubelet_flags]
@@ -478,12 +469,12 @@ class Lab:
             if dns:
                 # no --upstream, ever: names outside the cluster domain are REFUSED, nothing leaves the lab
                 self._spawn(f"dns/{n.name}", n.netns, py + [
-                    "dns", "--kubeconfig", str(kc_dir / "minik8s-dns.kubeconfig"), "--bind", n.ip,
+                    "dns", "--kubeconfig", str(creds.kubeconfig("minik8s-dns")), "--bind", n.ip,
                     "--port", str(DNS_PORT), "--cluster-domain", CLUSTER_DOMAIN, "--health-port", "0"])
 
     def _proxy_args(self, known: set[str], n: LabNode) -> list[str]:
         st = self._st
-        wanted = [("--kubeconfig", str(self.dir / "kubeconfigs" / "kube-proxy.kubeconfig")),
+        wanted = [("--kubeconfig", str(Credentials(self.dir).kubeconfig("kube-proxy"))),
                   ("--hostname-override", n.name), ("--node-name", n.name), ("--node-ip", n.ip),
                   ("--proxy-mode", st.proxy_mode or "iptables"), ("--cluster-cidr", st.cluster_cidr),
                   ("--service-cluster-ip-range", st.service_cidr)]
@@ -731,10 +722,6 @@ def _flags_of(module_name: str) -> set[str]:
     parser = argparse.ArgumentParser(add_help=False)
     importlib.import_module(module_name).add_arguments(parser)
     return {s for action in parser._actions for s in action.option_strings}
-
-
-def _safe(identity: str) -> str:
-    return identity.replace("system:", "").replace(":", "-")
 
 
 def _node_ready(node: dict) -> bool:
