@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "lab": "lab.cmd",
     "up": "cli.up",
     "bootstrap": "cli.bootstrap",
+    "ctl": "ctl.cmd",
 }
 
 
