@@ -41,6 +41,7 @@ from typing import Any, Callable
 from api.errors import APIError
 from api.nodeaffinity import term_matches
 from api.selectors import selector_from_dict
+from api.tolerations import tolerated
 from client.rest import is_conflict, is_not_found
 from controllers.base import Controller
 from controllers.common import (Expectations, claim, controller_ref, is_pod_available, is_pod_ready, merge_diff,
@@ -63,18 +64,6 @@ NETWORK_UNAVAILABLE = {"key": "node.kubernetes.io/network-unavailable", "operato
 
 
 # -- eligibility -------------------------------------------------------------------------------------
-
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    effect = toleration.get("effect")
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key")
-    if key and key != taint.get("key"):
-        return False
-    if (toleration.get("operator") or "Equal") == "Exists":
-        return True
-    return bool(key) and (toleration.get("value") or "") == (taint.get("value") or "")
-
 
 def with_default_tolerations(spec: Obj) -> list[Obj]:
     tolerations = list(spec.get("tolerations") or [])
@@ -107,7 +96,7 @@ def should_run(ds: Obj, node: Obj) -> tuple[bool, bool]:
         return False, False
     tolerations = with_default_tolerations(spec)
     untolerated = [t for t in (node.get("spec") or {}).get("taints") or []
-                   if t.get("effect") in ("NoSchedule", "NoExecute") and not any(tolerates(x, t) for x in tolerations)]
+                   if t.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(tolerations, t)]
     if untolerated:
         return False, not any(t.get("effect") == "NoExecute" for t in untolerated)
     return True, True

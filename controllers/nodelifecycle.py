@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from api.errors import APIError
+from api.tolerations import tolerating
 from client.rest import is_conflict
 from controllers.base import Controller
 from controllers.common import parse_time
@@ -108,18 +109,6 @@ def desired_taints(node: Obj, *, evict: bool, now: float) -> list[Obj]:
     return kept
 
 
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    """Kubernetes' Toleration.ToleratesTaint."""
-    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-        return False
-    if toleration.get("key") and toleration["key"] != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
-
-
 def with_default_tolerations(tolerations: list[Obj], not_ready_seconds: int, unreachable_seconds: int) -> list[Obj]:
     """What Kubernetes' DefaultTolerationSeconds admission adds to a pod lacking its own tolerations."""
     out = list(tolerations)
@@ -140,7 +129,7 @@ def eviction_deadline(pod: Obj, taints: list[Obj], *, not_ready_seconds: int, un
     for taint in taints:
         if taint.get("effect") != "NoExecute":
             continue
-        used = next((t for t in tolerations if tolerates(t, taint)), None)
+        used = tolerating(tolerations, taint)
         if used is None:
             return float("-inf")
         seconds = used.get("tolerationSeconds")

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from api.nodeaffinity import term_matches
+from api.tolerations import tolerated as tolerations_tolerate
 from scheduler.nodeinfo import ALL_IPS, AffinityTerm, NodeInfo, PodInfo
 
 logger = logging.getLogger(__name__)
@@ -55,23 +56,8 @@ class Snapshot(Protocol):
 # --- tolerations ----------------------------------------------------------------------------------
 
 
-def tolerates(toleration: dict, taint: dict) -> bool:
-    """Kubernetes' Toleration.ToleratesTaint."""
-    effect = toleration.get("effect")
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key")
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    # Equal with an empty key is invalid in Kubernetes; it tolerates nothing useful.
-    return bool(key) and (toleration.get("value") or "") == (taint.get("value") or "")
-
-
 def tolerated(pod: PodInfo, taint: dict) -> bool:
-    return any(tolerates(t, taint) for t in pod.tolerations)
+    return tolerations_tolerate(pod.tolerations, taint)
 
 
 # --- node-local filters ---------------------------------------------------------------------------
