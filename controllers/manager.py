@@ -2,8 +2,8 @@
 
 Several replicas may run; only the holder of `kube-system/kube-controller-manager` works, the others
 wait and take over within the lease duration after the leader dies. When leadership is lost the process
-exits (as kube-controller-manager does) and its supervisor restarts it as a follower. A small HTTP
-endpoint answers `/healthz` for supervisors and load balancers.
+exits (as kube-controller-manager does) and its supervisor restarts it as a follower; that process
+plumbing, with `/healthz`, is client/process.py. This module finds and selects the controllers.
 """
 from __future__ import annotations
 
@@ -11,15 +11,12 @@ import asyncio
 import importlib
 import logging
 import pkgutil
-import os
-import signal
-import socket
+from collections.abc import Awaitable, Callable
 
 from client.events import EventRecorder
-from client.health import serve_health
 from client.factory import InformerFactory
 from client.kubeconfig import Config
-from client.leaderelection import LeaderElector
+from client.process import run_leader_elected
 from client.rest import AsyncClient
 import controllers
 from controllers.base import Controller
@@ -63,45 +60,17 @@ async def run_controller_manager(*, kubeconfig: str, controllers: str = "*", lea
                                  lease_duration: float = 15, renew_deadline: float = 10, retry_period: float = 2,
                                  **options) -> int:
     names = select(controllers)
-    config = Config.from_kubeconfig(kubeconfig)
-    identity = identity or f"{socket.gethostname()}_{os.getpid()}"
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
 
-    async with AsyncClient(config) as client:
-        elector = LeaderElector(client, "kube-system", "kube-controller-manager", identity,
-                                lease_duration, renew_deadline, retry_period) if leader_elect else None
-        health = await serve_health(health_port, elector)
+    def start(client: AsyncClient, factory: InformerFactory, recorder: EventRecorder) -> Callable[[], Awaitable]:
+        running = [CONTROLLERS[n](client, factory, recorder, **options) for n in names]
 
-        async def lead() -> None:
-            factory = InformerFactory(client, resync_seconds=300)
-            recorder = EventRecorder(client, "controller-manager")
-            running = [CONTROLLERS[n](client, factory, recorder, **options) for n in names]
-            factory.start()
-            await factory.wait_for_sync()
-            logger.info("caches synced; running controllers: %s", ", ".join(names))
-            try:
-                await asyncio.gather(*(c.run() for c in running))
-            finally:
-                await factory.stop()
+        async def run() -> None:
+            logger.info("running controllers: %s", ", ".join(names))
+            await asyncio.gather(*(c.run() for c in running))
+        return run
 
-        if elector is None:
-            work = asyncio.create_task(lead())
-        else:
-            work = asyncio.create_task(elector.run(lead))
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if elector is not None:
-            elector.stop()
-        if not work.done():
-            try:
-                await asyncio.wait_for(work, 5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                work.cancel()
-        health.close()
-        lost = not stop.is_set()
-        if lost:
-            logger.warning("leadership lost or work ended; exiting so the supervisor restarts us")
-        return 1 if lost else 0
+    async with AsyncClient(Config.from_kubeconfig(kubeconfig)) as client:
+        return await run_leader_elected(
+            client, start, lease_name="kube-controller-manager", event_source="controller-manager",
+            leader_elect=leader_elect, identity=identity, health_port=health_port,
+            lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period)
