@@ -36,14 +36,14 @@ import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # first: this script's own folder would shadow apiserver/, scheduler/, kubeproxy/
+
+from bench.common import ControlPlane, cpu_seconds, scratch_dir  # noqa: E402
 
 CONCURRENCY = (1, 10, 100)
 TARGET_CREATE_RATIO = 0.3      # apiserver create / raw create-txn at concurrency 100
@@ -238,61 +238,14 @@ def lua_script(kind: str, token: str, content_type: str = "application/json", **
 # the benchmark environment
 
 
-class Env:
-    """etcd + apiserver in a temporary directory; `close()` stops everything this benchmark started."""
+class Env(ControlPlane):
+    """The control plane plus the processes the benchmark spawns (wrk, watchers, sender);
+    `close()` stops them all."""
 
-    def __init__(self, keep: bool = False):
-        self.keep = keep
-        self.dir = Path(tempfile.mkdtemp(prefix="minik8s-bench-"))
-        self.etcd = None
-        self.apiserver: subprocess.Popen | None = None
+    def __init__(self, directory: Path):
+        super().__init__(directory)
         self.children: list[subprocess.Popen] = []
-        self.url = ""
-        self.port = 0
-        self.ca: Path | None = None
-        self.token = ""
         self._n = 0
-
-    def start(self) -> None:
-        from apiserver.pki import ensure_pki, ensure_tokens
-        from cli.etcd import EtcdProcess, free_port
-
-        self.etcd = EtcdProcess(self.dir / "etcd", free_port(), free_port(), log_path=self.dir / "etcd.log")
-        self.etcd.start()
-        pki = ensure_pki(self.dir / "pki")
-        self.token = ensure_tokens(self.dir / "tokens.csv")["admin"]
-        self.ca = pki["ca"]
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "cli.main", "apiserver", "--etcd-servers", self.etcd.url,
-               "--secure-port", str(self.port), "--bind-address", "127.0.0.1",
-               "--tls-cert-file", str(pki["cert"]), "--tls-private-key-file", str(pki["key"]),
-               "--token-auth-file", str(self.dir / "tokens.csv")]
-        with open(self.dir / "apiserver.log", "ab") as out:
-            self.apiserver = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                              start_new_session=True)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 30) -> None:
-        import urllib.request
-        ctx = ssl_context(self.ca)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.apiserver.poll() is not None:
-                raise RuntimeError(f"apiserver exited with {self.apiserver.returncode}; log:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", context=ctx, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"apiserver not ready in {timeout}s; log:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join((self.dir / "apiserver.log").read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
 
     def spawn(self, cmd: list[str], **kw) -> subprocess.Popen:
         p = subprocess.Popen(cmd, start_new_session=True, **kw)
@@ -303,27 +256,17 @@ class Env:
         self._n += 1
         return self.dir / f"{self._n:03d}-{name}"
 
-    def http(self):
-        import httpx
-        return httpx.Client(base_url=self.url, verify=str(self.ca), timeout=60,
-                            headers={"Authorization": f"Bearer {self.token}"})
-
     def close(self) -> None:
-        for p in self.children + ([self.apiserver] if self.apiserver else []):
+        for p in self.children:
             if p.poll() is None:
                 p.terminate()
-        for p in self.children + ([self.apiserver] if self.apiserver else []):
+        for p in self.children:
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        if self.etcd is not None:
-            self.etcd.stop()
-        if self.keep:
-            print(f"(kept {self.dir})")
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        self.stop()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -339,7 +282,7 @@ def run_wrk(env: Env, name: str, script: str, path: str, *, conns: int, threads:
     cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{max(1, int(round(duration)))}s",
            "--latency", "--timeout", f"{timeout_s}s", "-s", str(lua), env.url + path]
     log = env.tmpfile(name + ".out")
-    cpu_before = process_cpu_seconds(env.apiserver.pid)
+    cpu_before = cpu_seconds(env.apiserver.pid)
     p = env.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     early = b""
     if bulk_threads_done:
@@ -352,7 +295,7 @@ def run_wrk(env: Env, name: str, script: str, path: str, *, conns: int, threads:
         p.kill()
         p.communicate()
         raise RuntimeError(f"wrk {name} hung; see {log}")
-    cpu_used = process_cpu_seconds(env.apiserver.pid) - cpu_before
+    cpu_used = cpu_seconds(env.apiserver.pid) - cpu_before
     out = (early + (rest or b"")).decode(errors="replace")
     log.write_text(" ".join(cmd) + "\n" + out)
     m = re.search(r"^BENCHJSON (\{.*\})$", out, re.M)
@@ -366,12 +309,6 @@ def run_wrk(env: Env, name: str, script: str, path: str, *, conns: int, threads:
              conns=conns, threads=threads, cmd=" ".join(cmd),
              cpu_ms_per_req=round(1000 * cpu_used / r["requests"], 3) if r["requests"] else None)
     return r
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process: a cost per request that other load on the machine cannot skew."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def read_until(p: subprocess.Popen, marker: bytes, count: int, timeout: float) -> bytes:
@@ -1073,13 +1010,17 @@ def main_bench(cfg: argparse.Namespace) -> int:
           f"(loadavg {info['loadavg_before']:.2f})" + ("  ** WARNING: the machine is not idle; figures will be "
                                                        "low and noisy **" if bg > 0.2 else ""), flush=True)
 
-    env = Env(keep=cfg.keep)
-
     def on_term(signum, frame):
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
+    with scratch_dir("minik8s-bench-", keep=cfg.keep) as directory:
+        return run_phases(Env(directory), cfg, res)
+
+
+def run_phases(env: Env, cfg: argparse.Namespace, res: dict[str, Any]) -> int:
+    info = res["machine"]
     ok = False
     try:
         env.start()

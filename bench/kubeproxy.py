@@ -25,14 +25,13 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # first: this script's own folder would shadow apiserver/, scheduler/, kubeproxy/
 
+from bench.common import ControlPlane, scratch_dir  # noqa: E402
 from kubeproxy import model  # noqa: E402
 from kubeproxy.iptables_backend import IptablesBackend  # noqa: E402
 from kubeproxy.nftables_backend import NftablesBackend  # noqa: E402
@@ -137,33 +136,15 @@ def bench_changes(mode: str, ns: Netns, services: list[dict], endpoints: dict[st
 
 
 async def bench_latency(mode: str, n: int, samples: int) -> None:
-    from apiserver.pki import ensure_pki, ensure_tokens
-    from cli.etcd import EtcdProcess, free_port
-    from client.kubeconfig import Config
     from client.rest import AsyncClient
     from kubeproxy.proxier import Proxier
 
-    with tempfile.TemporaryDirectory(prefix="kpbench-") as tmp:
-        d = Path(tmp)
-        etcd = EtcdProcess(d / "etcd", free_port(), free_port(), log_path=d / "etcd.log").start()
+    with scratch_dir("kpbench-") as d:
+        control = ControlPlane(d)
         ns = Netns()
-        apiserver = None
         try:
-            pki, tokens, port = ensure_pki(d / "pki"), ensure_tokens(d / "tokens.csv"), free_port()
-            with open(d / "apiserver.log", "ab") as out:
-                apiserver = subprocess.Popen(
-                    [sys.executable, "-m", "cli.main", "apiserver", "--etcd-servers", etcd.url, "--secure-port",
-                     str(port), "--bind-address", "127.0.0.1", "--tls-cert-file", str(pki["cert"]),
-                     "--tls-private-key-file", str(pki["key"]), "--token-auth-file", str(d / "tokens.csv")],
-                    stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-            config = Config(server=f"https://127.0.0.1:{port}", token=tokens["admin"], ca_file=str(pki["ca"]))
-            async with AsyncClient(config) as client:
-                for _ in range(300):
-                    try:
-                        await client.request("GET", "/readyz")
-                        break
-                    except Exception:
-                        await asyncio.sleep(0.1)
+            control.start()
+            async with AsyncClient(control.config()) as client:
                 await client.create("namespaces", {"metadata": {"name": "bench"}})
                 gate = asyncio.Semaphore(32)
 
@@ -206,10 +187,7 @@ async def bench_latency(mode: str, n: int, samples: int) -> None:
                       f"p99 {p(0.99) * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms (target p99 <= 1000 ms); "
                       f"{proxier.runner.syncs} syncs", flush=True)
         finally:
-            if apiserver is not None:
-                apiserver.terminate()
-                apiserver.wait(10)
-            etcd.stop()
+            control.stop()
             ns.close()
 
 

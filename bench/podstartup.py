@@ -22,13 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import signal
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,19 +37,13 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import ControlPlane, cpu_seconds, scratch_dir, stop_process  # noqa: E402
+from cli.etcd import free_port  # noqa: E402
 from kubelet import labels as L  # noqa: E402
 from kubelet.kubelet import DOCKER_PARALLELISM  # noqa: E402
 
 APP_IMAGE = "minik8s/myapp:v1"
 SANDBOX_IMAGE = "minik8s/pause:3.9"
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pids_named(*names: str) -> dict[str, int]:
@@ -91,62 +82,40 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-class Cluster:
-    """etcd + apiserver + one kubelet as child processes in a temporary directory."""
+class Cluster(ControlPlane):
+    """The control plane plus one kubelet (its own node, bridge and pod CIDR) in a temporary directory."""
 
-    def __init__(self, keep: bool) -> None:
-        self.keep = keep
-        self.dir = Path(tempfile.mkdtemp(prefix="minik8s-podstartup-"))
-        self.procs: list[subprocess.Popen] = []
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.kubelet: subprocess.Popen | None = None
+        self.client: httpx.Client | None = None
         suffix = os.urandom(3).hex()
         self.node, self.bridge, self.sink = f"bench-{suffix}", f"mkb{suffix}", f"mkbs{suffix}"
         self.pod_cidr = f"10.244.{int(suffix[:2], 16) % 100 + 100}.0/24"
 
-    def _spawn(self, cmd: list[str], log: str) -> subprocess.Popen:
-        with open(self.dir / log, "ab") as out:
-            p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        self.procs.append(p)
-        return p
-
-    def start(self) -> None:
-        from apiserver.pki import ensure_pki, ensure_tokens
-        from cli.etcd import EtcdProcess, free_port
-        from client.kubeconfig import write_kubeconfig
-
-        self.etcd = EtcdProcess(self.dir / "etcd", free_port(), free_port(), log_path=self.dir / "etcd.log").start()
-        pki = ensure_pki(self.dir / "pki")
-        tokens = ensure_tokens(self.dir / "tokens.csv")
-        self.token = tokens["admin"]
-        port = free_port()
-        self.url = f"https://127.0.0.1:{port}"
-        self.ca = pki["ca"]
-        self._spawn([sys.executable, "-m", "cli.main", "apiserver", "--etcd-servers", self.etcd.url,
-                     "--secure-port", str(port), "--bind-address", "127.0.0.1", "--tls-cert-file", str(pki["cert"]),
-                     "--tls-private-key-file", str(pki["key"]), "--token-auth-file", str(self.dir / "tokens.csv")],
-                    "apiserver.log")
-        self.http = httpx.Client(base_url=self.url, verify=ssl.create_default_context(cafile=str(self.ca)),
-                                 headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
-        self._wait(lambda: self.http.get("/readyz").status_code == 200, "apiserver")
-        kubeconfig = self.dir / "kubelet.kubeconfig"
-        write_kubeconfig(kubeconfig, server=self.url, ca_pem=self.ca.read_bytes(), token=tokens["system:node"],
-                         user="system:node")
-        self._spawn([sys.executable, "-m", "cli.main", "kubelet", "--kubeconfig", str(kubeconfig),
-                     "--node-name", self.node, "--node-ip", "127.0.0.1", "--root-dir", str(self.dir / "kubelet"),
-                     "--bridge", self.bridge, "--service-sink", self.sink, "--port", str(free_port()),
-                     "--address", "127.0.0.1"], "kubelet.log")
-        self._wait(lambda: self.http.patch(f"/api/v1/nodes/{self.node}", json={"spec": {"podCIDR": self.pod_cidr}},
-                                           headers={"Content-Type": "application/merge-patch+json"}).status_code
-                   == 200, "node registration")
-        self._wait(self._node_ready, "node Ready")
+    def start(self) -> "Cluster":
+        super().start()
+        self.client = self.http(timeout=30)
+        with open(self.dir / "kubelet.log", "ab") as out:
+            self.kubelet = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "kubelet", "--kubeconfig", str(self.kubeconfig("system:node")),
+                 "--node-name", self.node, "--node-ip", "127.0.0.1", "--root-dir", str(self.dir / "kubelet"),
+                 "--bridge", self.bridge, "--service-sink", self.sink, "--port", str(free_port()),
+                 "--address", "127.0.0.1"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.wait(lambda: self.client.patch(f"/api/v1/nodes/{self.node}", json={"spec": {"podCIDR": self.pod_cidr}},
+                                            headers={"Content-Type": "application/merge-patch+json"}).status_code
+                  == 200, "node registration")
+        self.wait(self._node_ready, "node Ready")
+        return self
 
     def _node_ready(self) -> bool:
-        conds = self.http.get(f"/api/v1/nodes/{self.node}").json().get("status", {}).get("conditions") or []
+        conds = self.client.get(f"/api/v1/nodes/{self.node}").json().get("status", {}).get("conditions") or []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
-    def _wait(self, fn, what: str, timeout: float = 60) -> None:
+    def wait(self, fn, what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for p in self.procs:
+            for p in (self.apiserver, self.kubelet):
                 if p.poll() is not None:
                     raise RuntimeError(f"a child exited while waiting for {what}; logs in {self.dir}")
             try:
@@ -157,14 +126,11 @@ class Cluster:
             time.sleep(0.1)
         raise RuntimeError(f"timed out waiting for {what}; logs in {self.dir}")
 
-    def close(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+    def stop(self) -> None:
+        stop_process(self.kubelet, timeout=15)
+        if self.client is not None:
+            self.client.close()
+        super().stop()
         client = docker.from_env()
         for c in client.api.containers(all=True, filters=L.selector(self.node)):
             client.api.remove_container(c["Id"], force=True)
@@ -175,10 +141,6 @@ class Cluster:
                        service_sink=self.sink).teardown()
         except Exception as e:
             print(f"network teardown: {e}", file=sys.stderr)
-        if hasattr(self, "etcd"):
-            self.etcd.stop()
-        if not self.keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 async def minik8s_burst(cluster: Cluster, namespace: str, n: int) -> list[float]:
@@ -252,6 +214,35 @@ def raw_burst(n: int, parallelism: int) -> list[float]:
         client.close()
 
 
+def measure(cluster: Cluster, args: argparse.Namespace) -> None:
+    ours: list[float] = []
+    raw: list[float] = []
+    pids = {"kubelet": cluster.kubelet.pid, "apiserver": cluster.apiserver.pid, "etcd": cluster.etcd.proc.pid,
+            **pids_named("dockerd", "containerd")}
+    cpu_raw, cpu_ours = CpuMeter(pids), CpuMeter(pids)
+    for round_ in range(args.rounds):
+        ns = f"bench-{round_}"
+        cluster.client.post("/api/v1/namespaces", json={"metadata": {"name": ns}}).raise_for_status()
+        with cpu_raw:
+            raw += raw_burst(args.pods, DOCKER_PARALLELISM)
+        with cpu_ours:
+            ours += asyncio.run(minik8s_burst(cluster, ns, args.pods))
+        cluster.client.delete(f"/api/v1/namespaces/{ns}/pods")
+        # The next round must not race this round's graceful deletions.
+        cluster.wait(lambda: not cluster.client.get(f"/api/v1/namespaces/{ns}/pods").json()["items"],
+                     "the burst's pods to be deleted", timeout=120)
+    print(f"pod startup, burst of {args.pods} pods (sandbox + 1 app container), {args.rounds} round(s), "
+          f"Docker parallelism {DOCKER_PARALLELISM}, {os.cpu_count()} CPUs")
+    print(f"{'':12}{'p50':>10}{'p99':>10}{'mean':>10}")
+    for label, values in (("minik8s", ours), ("raw docker", raw)):
+        print(f"{label:12}{pct(values, 50):>9.3f}s{pct(values, 99):>9.3f}s{statistics.mean(values):>9.3f}s")
+    print(f"{'ratio':12}{pct(ours, 50) / pct(raw, 50):>9.2f}x{pct(ours, 99) / pct(raw, 99):>9.2f}x"
+          f"{statistics.mean(ours) / statistics.mean(raw):>9.2f}x   (target <= 1.3x)")
+    print(f"CPU during the minik8s burst: {cpu_ours.line()}")
+    print(f"CPU during the raw burst:     {cpu_raw.line()}")
+
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, default=30)
@@ -259,38 +250,14 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args()
 
-    cluster = Cluster(args.keep)
-    try:
-        cluster.start()
-        ours: list[float] = []
-        raw: list[float] = []
-        pids = {"kubelet": cluster.procs[1].pid, "apiserver": cluster.procs[0].pid, "etcd": cluster.etcd.proc.pid,
-                **pids_named("dockerd", "containerd")}
-        cpu_raw, cpu_ours = CpuMeter(pids), CpuMeter(pids)
-        for round_ in range(args.rounds):
-            ns = f"bench-{round_}"
-            cluster.http.post("/api/v1/namespaces", json={"metadata": {"name": ns}}).raise_for_status()
-            with cpu_raw:
-                raw += raw_burst(args.pods, DOCKER_PARALLELISM)
-            with cpu_ours:
-                ours += asyncio.run(minik8s_burst(cluster, ns, args.pods))
-            cluster.http.delete(f"/api/v1/namespaces/{ns}/pods")
-            # The next round must not race this round's graceful deletions.
-            cluster._wait(lambda: not cluster.http.get(f"/api/v1/namespaces/{ns}/pods").json()["items"],
-                          "the burst's pods to be deleted", timeout=120)
-        print(f"pod startup, burst of {args.pods} pods (sandbox + 1 app container), {args.rounds} round(s), "
-              f"Docker parallelism {DOCKER_PARALLELISM}, {os.cpu_count()} CPUs")
-        print(f"{'':12}{'p50':>10}{'p99':>10}{'mean':>10}")
-        for label, values in (("minik8s", ours), ("raw docker", raw)):
-            print(f"{label:12}{pct(values, 50):>9.3f}s{pct(values, 99):>9.3f}s{statistics.mean(values):>9.3f}s")
-        print(f"{'ratio':12}{pct(ours, 50) / pct(raw, 50):>9.2f}x{pct(ours, 99) / pct(raw, 99):>9.2f}x"
-              f"{statistics.mean(ours) / statistics.mean(raw):>9.2f}x   (target <= 1.3x)")
-        print(f"CPU during the minik8s burst: {cpu_ours.line()}")
-        print(f"CPU during the raw burst:     {cpu_raw.line()}")
-    finally:
-        cluster.close()
+    with scratch_dir("minik8s-podstartup-", keep=args.keep) as directory:
+        cluster = Cluster(directory)
+        try:
+            cluster.start()
+            measure(cluster, args)
+        finally:
+            cluster.stop()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,81 +19,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # first: this script's own folder would shadow apiserver/, scheduler/, kubeproxy/
 
 from api.quantity import cpu_millis, memory_bytes  # noqa: E402
-from apiserver.pki import ensure_pki, ensure_tokens  # noqa: E402
-from cli.etcd import EtcdProcess, free_port  # noqa: E402
-from client.kubeconfig import Config, write_kubeconfig  # noqa: E402
+from bench.common import ControlPlane, cpu_seconds, scratch_dir  # noqa: E402
 from client.rest import AsyncClient  # noqa: E402
 
 CONCURRENCY = 32
 SCHEDULER_NAME = "default-scheduler"
 RAW_SCHEDULER_NAME = "bench-raw"  # nobody serves it: the baseline binds these pods itself
-
-
-class Cluster:
-    """etcd + apiserver in a temporary directory."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.etcd = EtcdProcess(directory / "etcd", free_port(), free_port(), log_path=directory / "etcd.log")
-        self.apiserver: subprocess.Popen | None = None
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.etcd.start()
-        pki = ensure_pki(self.dir / "pki")
-        self.tokens = ensure_tokens(self.dir / "tokens.csv")
-        self.ca = pki["ca"]
-        cmd = [sys.executable, "-m", "cli.main", "apiserver", "--etcd-servers", self.etcd.url,
-               "--secure-port", str(self.port), "--bind-address", "127.0.0.1",
-               "--tls-cert-file", str(pki["cert"]), "--tls-private-key-file", str(pki["key"]),
-               "--token-auth-file", str(self.dir / "tokens.csv")]
-        with open(self.dir / "apiserver.log", "ab") as out:
-            self.apiserver = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                              start_new_session=True)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 30) -> None:
-        import ssl
-        import urllib.request
-        ctx = ssl.create_default_context(cafile=str(self.ca))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", context=ctx, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("apiserver not ready; see " + str(self.dir / "apiserver.log"))
-
-    def config(self, identity: str) -> Config:
-        return Config(server=self.url, token=self.tokens[identity], ca_file=str(self.ca))
-
-    def stop(self) -> None:
-        if self.apiserver is not None:
-            self.apiserver.terminate()
-            try:
-                self.apiserver.wait(10)
-            except subprocess.TimeoutExpired:
-                self.apiserver.kill()
-        self.etcd.stop()
 
 
 def node_body(i: int) -> dict:
@@ -166,11 +109,9 @@ async def drain(stream, log: Path) -> None:
             out.write(line)
 
 
-async def bench_scheduler(cluster: Cluster, client: AsyncClient, pods: int, bind_concurrency: int,
+async def bench_scheduler(cluster: ControlPlane, client: AsyncClient, pods: int, bind_concurrency: int,
                           profile: str | None = None) -> float:
-    kubeconfig = write_kubeconfig(cluster.dir / "scheduler.kubeconfig", server=cluster.url,
-                                  ca_pem=cluster.ca.read_bytes(), token=cluster.tokens["system:kube-scheduler"],
-                                  user="system:kube-scheduler")
+    kubeconfig = cluster.kubeconfig("system:kube-scheduler")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli.main", "scheduler", "--kubeconfig", str(kubeconfig), "--health-port", "0",
         "--no-leader-elect", "--bind-concurrency", str(bind_concurrency), cwd=ROOT,
@@ -211,12 +152,6 @@ def start_profiler(pid: int, path: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def check_no_overcommit(placed: dict[str, str]) -> None:
     per_node: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for node in placed.values():
@@ -244,7 +179,7 @@ async def bench_raw(client: AsyncClient, nodes: int, pods: int, concurrency: int
     return time.perf_counter() - started
 
 
-async def main_async(args: argparse.Namespace, cluster: Cluster) -> tuple[float, float]:
+async def main_async(args: argparse.Namespace, cluster: ControlPlane) -> tuple[float, float]:
     async with AsyncClient(cluster.config("admin")) as admin:
         await populate(admin, args.nodes, args.pods)
         sched = await bench_scheduler(cluster, admin, args.pods, args.bind_concurrency, args.profile)
@@ -259,17 +194,13 @@ async def main_async(args: argparse.Namespace, cluster: Cluster) -> tuple[float,
 
 
 def run_once(args: argparse.Namespace) -> tuple[float, float]:
-    directory = Path(tempfile.mkdtemp(prefix="minik8s-bench-scheduler-"))
-    cluster = Cluster(directory)
-    try:
-        cluster.start()
-        return asyncio.run(main_async(args, cluster))
-    finally:
-        cluster.stop()
-        if args.keep:
-            print(f"kept {directory}")
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+    with scratch_dir("minik8s-bench-scheduler-", keep=args.keep) as directory:
+        cluster = ControlPlane(directory)
+        try:
+            cluster.start()
+            return asyncio.run(main_async(args, cluster))
+        finally:
+            cluster.stop()
 
 
 def main() -> int:
