@@ -29,10 +29,11 @@ from client.kubeconfig import KubeconfigError
 from ctl.command import Command
 from ctl.discovery import UsageError
 from ctl.session import Session
+from ctl.waiting import WaitTimeout
 
 HELP = "the kubectl-style client: get, describe, apply, delete, logs, exec, scale, rollout, drain, ..."
 
-MODULES = ("ctl.get",)
+MODULES = ("ctl.get", "ctl.apply", "ctl.create", "ctl.delete")
 
 
 class KubectlParser(argparse.ArgumentParser):
@@ -87,7 +88,7 @@ def run(args: Any) -> int:
         return args.ctl_run(args, session)
     except APIError as e:
         print(error_from_server(e), file=sys.stderr)
-    except (UsageError, KubeconfigError) as e:
+    except (UsageError, KubeconfigError, WaitTimeout) as e:
         print(f"error: {e}", file=sys.stderr)
     except httpx.ConnectError:
         host = urlsplit(session.config.server).netloc if session else "?"
