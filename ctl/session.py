@@ -52,16 +52,29 @@ class CtlClient(Client):
         resp = self._http.request(method, path, params=params or {}, headers={"Accept": accept})
         return decode(resp)
 
+    def _stream(self, path: str, params: dict[str, str] | None, accept: str) -> Any:
+        """An open streamed GET (no read timeout: streams stay quiet for long); Status errors raised."""
+        timeout = httpx.Timeout(self.config.timeout, read=None)
+        return self._http.stream("GET", path, params=params or {}, headers={"Accept": accept}, timeout=timeout)
+
     def stream_lines(self, path: str, *, params: dict[str, str] | None = None,
                      accept: str = "application/json") -> Iterator[str]:
-        """GET `path` and yield its body line by line as it arrives (no read timeout: streams are long)."""
-        timeout = httpx.Timeout(self.config.timeout, read=None)
-        with self._http.stream("GET", path, params=params or {}, headers={"Accept": accept},
-                               timeout=timeout) as resp:
-            if resp.status_code >= 300:
-                resp.read()
-                raise error_from_response(resp)
+        """GET `path` and yield its body line by line as it arrives (`get -w`)."""
+        with self._stream(path, params, accept) as resp:
+            _raise_for_status(resp)
             yield from resp.iter_lines()
+
+    def stream_bytes(self, path: str, *, params: dict[str, str] | None = None) -> Iterator[bytes]:
+        """GET `path` and yield its body in chunks as they arrive (`logs -f`)."""
+        with self._stream(path, params, "*/*") as resp:
+            _raise_for_status(resp)
+            yield from resp.iter_bytes()
+
+
+def _raise_for_status(resp: httpx.Response) -> None:
+    if resp.status_code >= 300:
+        resp.read()
+        raise error_from_response(resp)
 
 
 @dataclass
