@@ -8,6 +8,8 @@
   controller reference, finalizers none, `generateName` from the owner.
 - `Expectations` remembers creates/deletes a controller issued but has not yet seen in its informer, so a
   reconcile that runs before the watch catches up does not create (or delete) the same pods again.
+  Deletions are tracked per pod key: handlers report every sighting of a pod going away (added or
+  updated with a deletionTimestamp, deleted) and each pod counts once.
 - Readiness: `is_pod_ready`, `is_pod_available(pod, min_ready_seconds, now)`, `is_pod_active`.
 """
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import copy
 import datetime
 import time
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 from api.errors import APIError
 from api.selectors import LabelSelector, selector_from_dict
@@ -193,38 +196,51 @@ def owner_selector(owner: Obj) -> LabelSelector:
 
 # -- expectations ------------------------------------------------------------------------------------
 
+EXPECTATIONS_TTL = 300.0
+
+
+@dataclass
+class _Expected:
+    creations: int
+    deletions: set[str]
+    since: float
+
+
 class Expectations:
-    """Creates and deletes in flight per controller key (Kubernetes' ControllerExpectations).
+    """Creates and deletes a controller issued and has not yet seen in its informer, per controller key
+    (Kubernetes' UIDTrackingControllerExpectations).
 
-    A reconcile that issued N creates expects to observe N pod ADDs before trusting its cache again; if
-    the informer never delivers them (a create failed server-side), the expectation expires after
-    `ttl` seconds so the controller cannot wedge."""
+    Creations are a count (generated names are unknown in advance); deletions a set of pod keys, so a
+    graceful delete, observed twice (deletionTimestamp set, then the object removed), counts once and
+    pods someone else deletes count not at all. A controller acts only on `satisfied` keys: every
+    expected event observed, or the expectation older than `ttl` (a create that failed server-side
+    never shows up, and the controller must not wedge). Expecting more while something is still
+    outstanding adds to it; a fulfilled or expired expectation is replaced."""
 
-    def __init__(self, ttl: float = 300.0):
+    def __init__(self, ttl: float = EXPECTATIONS_TTL, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
-        self._pending: dict[str, tuple[int, int, float]] = {}
+        self.clock = clock
+        self._pending: dict[str, _Expected] = {}
 
-    def expect(self, key: str, adds: int = 0, deletes: int = 0) -> None:
-        a, d, _ = self._pending.get(key, (0, 0, 0.0))
-        self._pending[key] = (a + adds, d + deletes, time.monotonic())
+    def expect(self, key: str, *, creations: int = 0, deletions: Iterable[str] = ()) -> None:
+        pending = _Expected(0, set(), 0.0) if self.satisfied(key) else self._pending[key]
+        self._pending[key] = _Expected(max(pending.creations, 0) + creations, pending.deletions | set(deletions),
+                                       self.clock())
 
-    def observed_add(self, key: str) -> None:
+    def creation_observed(self, key: str, count: int = 1) -> None:
         if key in self._pending:
-            a, d, t = self._pending[key]
-            self._pending[key] = (a - 1, d, t)
+            self._pending[key].creations -= count
 
-    def observed_delete(self, key: str) -> None:
+    def deletion_observed(self, key: str, pod_key: str) -> None:
         if key in self._pending:
-            a, d, t = self._pending[key]
-            self._pending[key] = (a, d - 1, t)
+            self._pending[key].deletions.discard(pod_key)
 
     def satisfied(self, key: str) -> bool:
-        entry = self._pending.get(key)
-        if entry is None:
+        pending = self._pending.get(key)
+        if pending is None:
             return True
-        a, d, t = entry
-        if (a <= 0 and d <= 0) or time.monotonic() - t > self.ttl:
-            self._pending.pop(key, None)
+        if (pending.creations <= 0 and not pending.deletions) or self.clock() - pending.since > self.ttl:
+            del self._pending[key]
             return True
         return False
 

@@ -42,6 +42,7 @@ from api.errors import APIError
 from api.nodeaffinity import term_matches
 from api.selectors import selector_from_dict
 from api.tolerations import tolerated
+from client.resources import object_key
 from client.rest import is_conflict, is_not_found
 from controllers.base import Controller
 from controllers.common import (Expectations, claim, controller_ref, is_pod_available, is_pod_ready, merge_diff,
@@ -217,7 +218,10 @@ class DaemonSetController(Controller):
             if controller_ref(pod) is None:
                 self._enqueue_matching(pod)
             return
-        self.expectations.observed_add(key)
+        if _is_terminating(pod):  # first seen on its way out (after a relist): not one of our creations
+            self.expectations.deletion_observed(key, object_key(pod))
+        else:
+            self.expectations.creation_observed(key)
         self.queue.add(key)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
@@ -229,16 +233,15 @@ class DaemonSetController(Controller):
             if controller_ref(new) is None:
                 self._enqueue_matching(new)
             return
-        if _is_terminating(new) and not _is_terminating(old):
-            self.expectations.observed_delete(key)
+        if _is_terminating(new):
+            self.expectations.deletion_observed(key, object_key(new))
         self.queue.add(key)
 
     def _pod_deleted(self, pod: Obj) -> None:
         key = self._ds_key(pod)
         if key is None:
             return
-        if not _is_terminating(pod):
-            self.expectations.observed_delete(key)
+        self.expectations.deletion_observed(key, object_key(pod))
         self.queue.add(key)
 
     # -- reconcile ---------------------------------------------------------------------------------
@@ -402,12 +405,12 @@ class DaemonSetController(Controller):
 
     async def _apply(self, key: str, ds: Obj, to_create: list[str], to_delete: list[Obj], digest: str) -> None:
         ns = ds["metadata"]["namespace"]
-        self.expectations.expect(key, adds=len(to_create), deletes=len(to_delete))
+        self.expectations.expect(key, creations=len(to_create), deletions=[object_key(p) for p in to_delete])
         for node in to_create:
             try:
                 pod = await self.client.create("pods", daemon_pod(ds, node, digest), ns)
             except Exception as e:
-                self.expectations.observed_add(key)
+                self.expectations.creation_observed(key)
                 self.recorder.event(ds, "Warning", "FailedCreate", f"Error creating pod on node {node}: {e}")
                 raise
             logger.info("daemonset %s: created pod %s for node %s", key, pod["metadata"]["name"], node)
@@ -417,7 +420,7 @@ class DaemonSetController(Controller):
             try:
                 await self.client.delete("pods", meta["name"], ns, preconditions={"uid": meta["uid"]})
             except APIError as e:
-                self.expectations.observed_delete(key)
+                self.expectations.deletion_observed(key, object_key(pod))
                 if is_not_found(e) or is_conflict(e):
                     continue
                 self.recorder.event(ds, "Warning", "FailedDelete", f"Error deleting pod {meta['name']}: {e}")

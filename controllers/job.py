@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 from api.errors import APIError
 from api.selectors import selector_from_dict
+from client.resources import object_key
 from client.rest import is_conflict, is_not_found
 from controllers.base import Controller
 from controllers.common import (Expectations, claim, controller_ref, get_condition, is_pod_active, is_pod_ready,
@@ -225,7 +226,10 @@ class JobController(Controller):
             if controller_ref(pod) is None:
                 self._enqueue_matching(pod)
             return
-        self.expectations.observed_add(key)
+        if pod["metadata"].get("deletionTimestamp"):  # first seen on its way out: not one of our creations
+            self.expectations.deletion_observed(key, object_key(pod))
+        else:
+            self.expectations.creation_observed(key)
         self._seen_finalizer_state(key, pod)
         self.queue.add(key)
 
@@ -238,8 +242,8 @@ class JobController(Controller):
             if controller_ref(new) is None:
                 self._enqueue_matching(new)
             return
-        if new["metadata"].get("deletionTimestamp") and not old["metadata"].get("deletionTimestamp"):
-            self.expectations.observed_delete(key)
+        if new["metadata"].get("deletionTimestamp"):
+            self.expectations.deletion_observed(key, object_key(new))
         self._seen_finalizer_state(key, new)
         self.queue.add(key)
 
@@ -247,8 +251,7 @@ class JobController(Controller):
         key = self._job_key(pod)
         if key is None:
             return
-        if not pod["metadata"].get("deletionTimestamp"):
-            self.expectations.observed_delete(key)
+        self.expectations.deletion_observed(key, object_key(pod))
         self.finalizer_expectations.get(key, set()).discard(pod["metadata"].get("uid"))
         self.queue.add(key)
 
@@ -477,17 +480,17 @@ class JobController(Controller):
             indexes: list[int | None] = [ix for ix in range(int(completions or 0)) if ix not in busy][:diff]
         else:
             indexes = [None] * diff
-        self.expectations.expect(key, adds=len(indexes))
+        self.expectations.expect(key, creations=len(indexes))
         created = list(active)
         for ix in indexes:
             try:
                 pod = await self.client.create("pods", job_pod(job, ix), job["metadata"]["namespace"])
             except APIError as e:
-                self.expectations.observed_add(key)
+                self.expectations.creation_observed(key)
                 self.recorder.event(job, "Warning", "FailedCreate", f"Error creating: {e}")
                 raise
             except Exception:
-                self.expectations.observed_add(key)
+                self.expectations.creation_observed(key)
                 raise
             created.append(pod)
             logger.info("job %s: created pod %s", key, pod["metadata"]["name"])
@@ -499,7 +502,7 @@ class JobController(Controller):
         counted as failures."""
         if not pods:
             return
-        self.expectations.expect(key, deletes=len(pods))
+        self.expectations.expect(key, deletions=[object_key(p) for p in pods])
         for pod in pods:
             meta = pod["metadata"]
             try:
@@ -509,7 +512,7 @@ class JobController(Controller):
                 await self.client.delete("pods", meta["name"], meta["namespace"],
                                          preconditions={"uid": meta["uid"]})
             except APIError as e:
-                self.expectations.observed_delete(key)
+                self.expectations.deletion_observed(key, object_key(pod))
                 if is_not_found(e) or is_conflict(e):
                     continue
                 self.recorder.event(job, "Warning", "FailedDelete", f"Error deleting: {e}")

@@ -18,7 +18,7 @@ One reconcile (Kubernetes' syncReplicaSet), level-triggered from the caches:
 
 Expectations: the watch delivers our own creates and deletes a little later than the write returns. A
 reconcile in that window would see too few (or too many) pods and act twice, so each reconcile that
-writes pods records what it expects to observe (`PodExpectations`) and the next one skips step 2 until
+writes pods records what it expects to observe (`Expectations`) and the next one skips step 2 until
 the informer has caught up (or the expectation expired). Deletions are tracked per pod key, because a
 graceful delete is observed twice (deletionTimestamp set, then the object removed).
 
@@ -32,7 +32,7 @@ import asyncio
 import copy
 import logging
 import time
-from typing import Any, Iterable
+from typing import Any
 
 from api.errors import APIError
 from api.selectors import LabelSelector, selector_from_dict
@@ -40,8 +40,8 @@ from client.informer import Informer
 from client.resources import object_key, split_key
 from client.rest import is_conflict, is_not_found
 from controllers.base import Controller
-from controllers.common import (claim, controller_ref, is_pod_active, is_pod_available, is_pod_ready, now_rfc3339,
-                                parse_time, pod_condition, pod_from_template)
+from controllers.common import (Expectations, claim, controller_ref, is_pod_active, is_pod_available, is_pod_ready,
+                                now_rfc3339, parse_time, pod_condition, pod_from_template)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ Obj = dict[str, Any]
 
 BURST_REPLICAS = 500
 SLOW_START_INITIAL_BATCH = 1
-EXPECTATIONS_TTL = 300.0
 DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 
 BY_CONTROLLER = "apps/by-controller-uid"
@@ -114,53 +113,6 @@ class SelectorCache:
 
     def forget(self, obj: Obj) -> None:
         self._parsed.pop(obj["metadata"].get("uid", ""), None)
-
-
-# -- expectations ------------------------------------------------------------------------------------
-
-class PodExpectations:
-    """Creates and deletes a ReplicaSet issued and has not yet seen in its informer.
-
-    Kubernetes' UIDTrackingControllerExpectations: creations are a count, deletions a set of pod keys so
-    that observing one pod's deletion twice (deletionTimestamp, then removal) counts once. Setting an
-    expectation replaces the previous one: a controller only sets expectations once the last were met."""
-
-    def __init__(self, ttl: float = EXPECTATIONS_TTL) -> None:
-        self.ttl = ttl
-        self._adds: dict[str, int] = {}
-        self._deletes: dict[str, set[str]] = {}
-        self._since: dict[str, float] = {}
-
-    def expect_creations(self, key: str, count: int) -> None:
-        self._adds[key] = count
-        self._deletes.pop(key, None)
-        self._since[key] = time.monotonic()
-
-    def expect_deletions(self, key: str, pod_keys: Iterable[str]) -> None:
-        self._deletes[key] = set(pod_keys)
-        self._adds.pop(key, None)
-        self._since[key] = time.monotonic()
-
-    def creation_observed(self, key: str, count: int = 1) -> None:
-        if key in self._adds:
-            self._adds[key] -= count
-
-    def deletion_observed(self, key: str, pod_key: str) -> None:
-        pending = self._deletes.get(key)
-        if pending is not None:
-            pending.discard(pod_key)
-
-    def satisfied(self, key: str) -> bool:
-        if key not in self._since:
-            return True
-        if self._adds.get(key, 0) <= 0 and not self._deletes.get(key):
-            return True
-        return time.monotonic() - self._since[key] > self.ttl
-
-    def delete(self, key: str) -> None:
-        self._adds.pop(key, None)
-        self._deletes.pop(key, None)
-        self._since.pop(key, None)
 
 
 # -- deletion order ----------------------------------------------------------------------------------
@@ -291,7 +243,7 @@ class ReplicaSetController(Controller):
 
     def setup(self) -> None:
         self.workers = int(self.options.get("concurrent_replicaset_syncs") or self.workers)
-        self.expectations = PodExpectations()
+        self.expectations = Expectations()
         self.selectors = SelectorCache()
         self.replicasets = self.factory.informer("replicasets")
         self.pods = self.factory.informer("pods")
@@ -365,7 +317,7 @@ class ReplicaSetController(Controller):
     async def reconcile(self, key: str) -> None:
         rs = self.replicasets.store.get(key)
         if rs is None:
-            self.expectations.delete(key)
+            self.expectations.forget(key)
             return
         needs_sync = self.expectations.satisfied(key)
         selector = self.selectors.get(rs)
@@ -403,7 +355,7 @@ class ReplicaSetController(Controller):
         return set()
 
     async def _create(self, key: str, rs: Obj, count: int) -> None:
-        self.expectations.expect_creations(key, count)
+        self.expectations.expect(key, creations=count)
         template = (rs.get("spec") or {}).get("template") or {}
         created, failure = await slow_start_batch(count, SLOW_START_INITIAL_BATCH,
                                                   lambda: self._create_pod(rs, template))
@@ -426,7 +378,7 @@ class ReplicaSetController(Controller):
     async def _delete(self, key: str, rs: Obj, pods: list[Obj], count: int) -> set[str]:
         related = self._related_pods(rs, pods)
         victims = deletion_order(pods, related)[:count]
-        self.expectations.expect_deletions(key, [object_key(p) for p in victims])
+        self.expectations.expect(key, deletions=[object_key(p) for p in victims])
         results = await asyncio.gather(*(self._delete_pod(key, rs, p) for p in victims), return_exceptions=True)
         deleted = {object_key(p) for p, r in zip(victims, results) if not isinstance(r, BaseException)}
         logger.info("replicaset %s: deleted %d of %d pods", key, len(deleted), len(victims))

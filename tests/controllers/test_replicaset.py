@@ -9,7 +9,7 @@ import pytest
 from client.events import EventRecorder
 from client.factory import InformerFactory
 from client.testing import FakeAPIServer
-from controllers.replicaset import (PodExpectations, ReplicaSetController, calculate_status, deletion_order,
+from controllers.replicaset import (ReplicaSetController, calculate_status, deletion_order,
                                     next_availability_check, slow_start_batch)
 
 NS = "default"
@@ -253,25 +253,10 @@ def test_status_counts_ready_and_available_with_min_ready_seconds():
     assert next_availability_check(rs, pods, now) == pytest.approx(5.0)
 
 
-def test_expectations_count_a_graceful_deletion_once():
-    e = PodExpectations()
-    e.expect_deletions("ns/rs", ["ns/a", "ns/b"])
-    e.deletion_observed("ns/rs", "ns/a")
-    e.deletion_observed("ns/rs", "ns/a")  # deletionTimestamp seen, then the removal
-    assert not e.satisfied("ns/rs")
-    e.deletion_observed("ns/rs", "ns/b")
-    assert e.satisfied("ns/rs")
-    e.expect_creations("ns/rs", 2)
-    e.creation_observed("ns/rs")
-    assert not e.satisfied("ns/rs")
-    e.creation_observed("ns/rs")
-    assert e.satisfied("ns/rs")
-
-
 async def test_a_deleted_replicaset_is_forgotten(h):
     h.fake.seed(make_rs(replicas=1))
     await h.settle()
-    h.ctl.expectations.expect_creations(f"{NS}/web", 5)
+    h.ctl.expectations.expect(f"{NS}/web", creations=5)
     await h.client.delete("replicasets", "web", NS)
     await h.settle()
     mark = len(h.fake.actions)
