@@ -187,6 +187,8 @@ def test_compose_lab(image):
                 return pods if len(pods) == 2 else None
             pods = wait(running, 120, "2 web pods Running", lab)
             assert {p["spec"]["nodeName"] for p in pods} == {"node1", "node2"}
+            # the pods' containers live in cgroups under their node container's own (removed with it)
+            assert all(os.path.isdir(f"{c}/minik8s") for c in node_cgroups), node_cgroups
             a, b = pods
 
             # pod -> pod across nodes (VXLAN between the node containers), by pod IP
