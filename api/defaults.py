@@ -326,6 +326,13 @@ def default_persistent_volume(obj: Obj) -> None:
     _set(spec, "volumeMode", "Filesystem")
 
 
+def default_binding(obj: Obj) -> None:
+    """User and Group subjects live in the RBAC API group; ServiceAccounts in the core one."""
+    for subject in obj.get("subjects") or []:
+        if isinstance(subject, dict) and subject.get("kind") in ("User", "Group") and not subject.get("apiGroup"):
+            subject["apiGroup"] = "rbac.authorization.k8s.io"
+
+
 DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "Namespace": default_namespace,
     "Pod": default_pod,
@@ -340,4 +347,6 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "CronJob": default_cronjob,
     "PersistentVolumeClaim": default_persistent_volume_claim,
     "PersistentVolume": default_persistent_volume,
+    "RoleBinding": default_binding,
+    "ClusterRoleBinding": default_binding,
 }

@@ -103,6 +103,11 @@ def _batch(kind: str, plural: str, **kw: Any) -> ResourceDef:
     return ResourceDef(group="batch", version="v1", kind=kind, plural=plural, **kw)
 
 
+def _rbac(kind: str, plural: str, **kw: Any) -> ResourceDef:
+    return ResourceDef(group="rbac.authorization.k8s.io", version="v1", kind=kind, plural=plural,
+                       tracks_generation=False, **kw)
+
+
 RESOURCES: tuple[ResourceDef, ...] = (
     _core("Namespace", "namespaces", namespaced=False, subresources=("status", "finalize"), has_status=True,
           short_names=("ns",), selectable_fields=("status.phase",)),
@@ -143,6 +148,18 @@ RESOURCES: tuple[ResourceDef, ...] = (
            categories=("all",)),
     ResourceDef(group="coordination.k8s.io", version="v1", kind="Lease", plural="leases",
                 tracks_generation=False),
+    _rbac("ClusterRole", "clusterroles", namespaced=False),
+    _rbac("ClusterRoleBinding", "clusterrolebindings", namespaced=False),
+    _rbac("Role", "roles"),
+    _rbac("RoleBinding", "rolebindings"),
+)
+
+# Kinds that are requests, not stored objects: POSTed, answered, forgotten (`kubectl auth can-i`).
+REVIEWS: tuple[ResourceDef, ...] = (
+    ResourceDef(group="authorization.k8s.io", version="v1", kind="SelfSubjectAccessReview",
+                plural="selfsubjectaccessreviews", namespaced=False, verbs=("create",)),
+    ResourceDef(group="authorization.k8s.io", version="v1", kind="SubjectAccessReview",
+                plural="subjectaccessreviews", namespaced=False, verbs=("create",)),
 )
 
 _BY_PATH: dict[tuple[str, str, str], ResourceDef] = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -160,7 +177,7 @@ def by_kind(api_version: str, kind: str) -> ResourceDef | None:
 def groups() -> dict[str, list[str]]:
     """Group name -> versions served (core group is "")."""
     out: dict[str, list[str]] = {}
-    for r in RESOURCES:
+    for r in RESOURCES + REVIEWS:
         versions = out.setdefault(r.group, [])
         if r.version not in versions:
             versions.append(r.version)

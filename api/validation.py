@@ -1096,6 +1096,96 @@ def validate_lease(obj: Obj, old: Obj | None) -> Causes:
     return causes
 
 
+# --- rbac.authorization.k8s.io/v1 -----------------------------------------------------------------
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+SUBJECT_KINDS = ("User", "Group", "ServiceAccount")
+
+
+def _strings(obj: Obj, key: str, path: str, causes: Causes) -> list[str]:
+    out = []
+    for i, item in enumerate(_get(obj, key, path, list, causes) or []):
+        if isinstance(item, str):
+            out.append(item)
+        else:
+            causes.append(invalid(f"{path}[{i}]", item, "must be a string"))
+    return out
+
+
+def _validate_rules(obj: Obj, *, namespaced: bool) -> Causes:
+    causes: Causes = []
+    for path, rule in _items(obj, "rules", "rules", causes):
+        if not _strings(rule, "verbs", f"{path}.verbs", causes):
+            causes.append(required(f"{path}.verbs", "verbs must contain at least one value"))
+        urls = _strings(rule, "nonResourceURLs", f"{path}.nonResourceURLs", causes)
+        resources = _strings(rule, "resources", f"{path}.resources", causes)
+        groups = _strings(rule, "apiGroups", f"{path}.apiGroups", causes)
+        _strings(rule, "resourceNames", f"{path}.resourceNames", causes)
+        if urls:
+            if namespaced:
+                causes.append(invalid(f"{path}.nonResourceURLs", urls,
+                                      "namespaced rules cannot apply to non-resource URLs"))
+            if resources or groups:
+                causes.append(invalid(f"{path}.nonResourceURLs", urls,
+                                      "rules cannot apply to both regular resources and non-resource URLs"))
+        elif not resources:
+            causes.append(required(f"{path}.resources", "resource rules must supply at least one resource"))
+        elif not groups:
+            causes.append(required(f"{path}.apiGroups", "resource rules must supply at least one api group"))
+    return causes
+
+
+def validate_role(obj: Obj, old: Obj | None) -> Causes:
+    return _validate_rules(obj, namespaced=True)
+
+
+def validate_cluster_role(obj: Obj, old: Obj | None) -> Causes:
+    causes = _validate_rules(obj, namespaced=False)
+    agg = _get(obj, "aggregationRule", "aggregationRule", dict, causes)
+    if agg is not None:
+        causes.append(forbidden("aggregationRule", "aggregated ClusterRoles are not supported by this server"))
+    return causes
+
+
+def _validate_binding(obj: Obj, old: Obj | None, *, cluster: bool) -> Causes:
+    causes: Causes = []
+    ref = _get(obj, "roleRef", "roleRef", dict, causes)
+    if ref is None:
+        causes.append(required("roleRef"))
+    else:
+        if ref.get("apiGroup") != RBAC_GROUP:
+            causes.append(not_supported("roleRef.apiGroup", ref.get("apiGroup"), [RBAC_GROUP]))
+        kinds = ["ClusterRole"] if cluster else ["Role", "ClusterRole"]
+        if ref.get("kind") not in kinds:
+            causes.append(not_supported("roleRef.kind", ref.get("kind"), kinds))
+        if not isinstance(ref.get("name"), str) or not ref.get("name"):
+            causes.append(required("roleRef.name"))
+        if old is not None and isinstance(old.get("roleRef"), dict) and old["roleRef"] != ref:
+            causes.append(immutable("roleRef", ref))
+    for path, subject in _items(obj, "subjects", "subjects", causes):
+        kind = subject.get("kind")
+        if kind not in SUBJECT_KINDS:
+            causes.append(not_supported(f"{path}.kind", kind, SUBJECT_KINDS))
+        if not isinstance(subject.get("name"), str) or not subject.get("name"):
+            causes.append(required(f"{path}.name"))
+        if kind == "ServiceAccount":
+            if subject.get("apiGroup") not in (None, ""):
+                causes.append(not_supported(f"{path}.apiGroup", subject.get("apiGroup"), [""]))
+            if cluster and not subject.get("namespace"):
+                causes.append(required(f"{path}.namespace"))
+        elif kind in ("User", "Group") and subject.get("apiGroup") != RBAC_GROUP:
+            causes.append(not_supported(f"{path}.apiGroup", subject.get("apiGroup"), [RBAC_GROUP]))
+    return causes
+
+
+def validate_role_binding(obj: Obj, old: Obj | None) -> Causes:
+    return _validate_binding(obj, old, cluster=False)
+
+
+def validate_cluster_role_binding(obj: Obj, old: Obj | None) -> Causes:
+    return _validate_binding(obj, old, cluster=True)
+
+
 # --- apps/v1 workloads ---------------------------------------------------------------------------
 
 
@@ -1540,4 +1630,8 @@ VALIDATORS: dict[str, Callable[[Obj, Obj | None], list[Cause]]] = {
     "Lease": validate_lease,
     "PersistentVolumeClaim": validate_persistent_volume_claim,
     "PersistentVolume": validate_persistent_volume,
+    "Role": validate_role,
+    "ClusterRole": validate_cluster_role,
+    "RoleBinding": validate_role_binding,
+    "ClusterRoleBinding": validate_cluster_role_binding,
 }

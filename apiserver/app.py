@@ -27,11 +27,13 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from api import errors, registry
 from api.errors import APIError
+from api.rbac import AUTHENTICATED, UserInfo
 from apiserver import bootstrap, openapi
+from apiserver.authz import Authorize, Authorizer, RBACAdmission, answer_review
 from apiserver.allocator import ServiceAllocator
 from apiserver.pki import read_token_file
 from apiserver.proxy import KUBELET_CLIENT_USER, KubeletProxy, deny_websocket
-from apiserver.rest import RestHandler, json_response
+from apiserver.rest import RestHandler, json_response, read_body
 from apiserver.storage import Store
 from apiserver.watchcache import WatchCache
 
@@ -58,13 +60,7 @@ class Settings:
     watch_window: int = 10000
     kubelet_certificate_authority: Path | None = None   # None: kubelet serving certs are not verified
     kubelet_timeout: float = 5.0
-
-
-@dataclass
-class User:
-    name: str
-    uid: str
-    groups: list[str]
+    authorization_mode: str = "RBAC"
 
 
 class TokenAuth:
@@ -75,11 +71,11 @@ class TokenAuth:
     `base64url.bearer.authorization.k8s.io.<base64url token>`, for clients that cannot set headers.
     """
 
-    def __init__(self, app, tokens: dict[str, User]):
+    def __init__(self, app, tokens: dict[str, UserInfo]):
         self.app = app
         self.tokens = tokens
 
-    def authenticate(self, presented: str | None) -> User | None:
+    def authenticate(self, presented: str | None) -> UserInfo | None:
         if not presented:
             return None
         for token, user in self.tokens.items():
@@ -113,15 +109,17 @@ class TokenAuth:
         return await self.app(scope, receive, send)
 
 
-def load_tokens(path: Path | None) -> dict[str, User]:
+def load_tokens(path: Path | None) -> dict[str, UserInfo]:
+    """Static tokens; every authenticated user is also in `system:authenticated`, as in Kubernetes."""
     if path is None:
         return {}
-    return {tok: User(user, uid, groups) for tok, user, uid, groups in read_token_file(path)}
+    return {tok: UserInfo(user, tuple(dict.fromkeys([*groups, AUTHENTICATED])), uid)
+            for tok, user, uid, groups in read_token_file(path)}
 
 
 def discovery_resources(group: str, version: str) -> list[dict[str, Any]]:
     out = []
-    for rd in registry.RESOURCES:
+    for rd in registry.RESOURCES + registry.REVIEWS:
         if rd.group != group or rd.version != version:
             continue
         out.append({"name": rd.plural, "singularName": rd.singular, "namespaced": rd.namespaced, "kind": rd.kind,
@@ -177,6 +175,8 @@ def split_resource_path(path: str) -> tuple[str, str, list[str]] | None:
     parts = [p for p in rest.split("/") if p]
     if not parts or (len(parts) == 5 and parts[2] == "pods" and parts[4] in ("log", "exec") and not group):
         return None
+    if group == "authorization.k8s.io":  # access reviews: answered, not stored
+        return None
     return group, version, parts
 
 
@@ -224,7 +224,8 @@ def create_app(settings: Settings):
     store = Store(settings.etcd_servers)
     cache = WatchCache(store, window=settings.watch_window)
     allocator = ServiceAllocator(store, settings.service_cidr, settings.node_port_range)
-    handler = RestHandler(store, cache, allocator)
+    authorizer = Authorizer(cache, settings.authorization_mode)
+    handler = RestHandler(store, cache, allocator, admission=[RBACAdmission(authorizer)])
     tokens = load_tokens(settings.token_file)
     kubelet_token = next((tok for tok, user in tokens.items() if user.name == KUBELET_CLIENT_USER), None)
     kubelets = KubeletProxy(store, token=kubelet_token, ca_file=settings.kubelet_certificate_authority,
@@ -244,6 +245,16 @@ def create_app(settings: Settings):
         await store.close()
 
     app = _fastapi(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+
+    async def access_review(request: Request) -> Response:
+        async def answer(request: Request) -> Response:
+            kind = {"selfsubjectaccessreviews": "SelfSubjectAccessReview",
+                    "subjectaccessreviews": "SubjectAccessReview"}.get(request.path_params["plural"])
+            if kind is None:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
+            body = await read_body(request)
+            return json_response(answer_review(authorizer, kind, body, request.scope["state"]["user"]), 201)
+        return await guarded(request, answer)
 
     async def pod_log(request: Request) -> Response:
         return await guarded(request, kubelets.logs)
@@ -331,6 +342,7 @@ def create_app(settings: Settings):
     r.add_route("/api/v1/namespaces/{namespace}/pods/{name}/log", pod_log, ["GET"])
     r.add_route("/api/v1/namespaces/{namespace}/pods/{name}/exec", pod_exec_without_upgrade, ["GET", "POST"])
     r.add_websocket_route("/api/v1/namespaces/{namespace}/pods/{name}/exec", pod_exec)
+    r.add_route("/apis/authorization.k8s.io/v1/{plural:str}", access_review, ["POST"])
     r.add_route("/apis", api_groups, ["GET"])
     r.add_route("/apis/{group}", api_group, ["GET"])
     r.add_route("/apis/{group}/{version}", group_resources, ["GET"])
@@ -343,4 +355,4 @@ def create_app(settings: Settings):
 
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, method_not_allowed)
-    return TokenAuth(ResourceRoutes(handler, app), tokens)
+    return TokenAuth(Authorize(ResourceRoutes(handler, app), authorizer, PUBLIC_PATHS), tokens)

@@ -1,8 +1,9 @@
 """Objects every cluster has from its first start, as Kubernetes' bootstrap controller makes them.
 
-The system namespaces (default, kube-system, kube-public, kube-node-lease) and the `kubernetes` Service
-in `default` (ClusterIP 10.96.0.1, port 443) with Endpoints pointing at this apiserver. Existing objects
-are left alone, so a restart keeps whatever users changed.
+The system namespaces (default, kube-system, kube-public, kube-node-lease), the `kubernetes` Service
+in `default` (ClusterIP 10.96.0.1, port 443) with Endpoints pointing at this apiserver, and the bootstrap
+RBAC policy (`apiserver/policy.py`). Existing objects are left alone, so a restart keeps whatever users
+changed.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from api import registry
-from apiserver import strategy
+from apiserver import policy, strategy
 from apiserver.storage import CompareFailed
 
 if TYPE_CHECKING:
@@ -33,6 +34,13 @@ async def _create_if_absent(handler: "RestHandler", rd: registry.ResourceDef, ke
 
 
 async def ensure_system_objects(handler: "RestHandler", advertise_address: str, port: int) -> None:
+    for plural, objects in (("clusterroles", policy.cluster_roles()),
+                            ("clusterrolebindings", policy.cluster_role_bindings())):
+        rd = registry.lookup("rbac.authorization.k8s.io", "v1", plural)
+        for obj in objects:
+            key = f"{rd.storage_prefix()}{obj['metadata']['name']}"
+            if await handler.store.get(key) is None:
+                await _create_if_absent(handler, rd, key, obj)
     ns_rd = registry.lookup("", "v1", "namespaces")
     for name in SYSTEM_NAMESPACES:
         await _create_if_absent(handler, ns_rd, f"/registry/namespaces/{name}", {"metadata": {"name": name}})

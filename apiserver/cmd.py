@@ -33,6 +33,9 @@ def add_arguments(a: argparse.ArgumentParser) -> None:
                         "without it they are not verified")
     a.add_argument("--kubelet-timeout", type=float, default=5.0,
                    help="seconds to wait for a kubelet to answer before pods/log or pods/exec fail with 503")
+    a.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",
+                   help="RBAC: requests are checked against Roles and bindings (system:masters may do anything); "
+                        "AlwaysAllow: any authenticated request is allowed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         watch_window=args.watch_cache_size,
         kubelet_certificate_authority=Path(args.kubelet_certificate_authority) if args.kubelet_certificate_authority else None,
         kubelet_timeout=args.kubelet_timeout,
+        authorization_mode=args.authorization_mode,
     )
     if not Path(args.token_auth_file).exists():
         print(f"minik8s apiserver: token file {args.token_auth_file} does not exist", file=sys.stderr)

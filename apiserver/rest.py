@@ -13,6 +13,7 @@ import copy
 import datetime
 import logging
 import random
+from collections.abc import Callable, Sequence
 from typing import Any, AsyncIterator
 
 import orjson
@@ -172,10 +173,14 @@ class Filter:
 
 
 class RestHandler:
-    def __init__(self, store: Store, cache: WatchCache, allocator: ServiceAllocator):
+    def __init__(self, store: Store, cache: WatchCache, allocator: ServiceAllocator, *,
+                 admission: Sequence[Callable[[ResourceDef, Obj, Obj | None], None]] = ()):
         self.store = store
         self.cache = cache
         self.allocator = allocator
+        # Checks on a write after validation, before it is stored: (kind, new object, old or None);
+        # they raise an APIError to refuse (e.g. RBAC escalation, apiserver/authz.py).
+        self.admission = tuple(admission)
 
     # -- entry point ---------------------------------------------------------------------------------
 
@@ -431,6 +436,8 @@ class RestHandler:
             causes += self.allocator.check_requested(body)
         if causes:
             raise self._invalid(t.rd, body, causes)
+        for admit in self.admission:
+            admit(t.rd, body, None)
         if t.rd.namespaced:
             await self._namespace_usable(t.namespace)
         dry_run = request.query_params.get("dryRun") == "All"
@@ -566,6 +573,8 @@ class RestHandler:
                 causes += self.allocator.check_requested(new)
             if causes:
                 raise self._invalid(t.rd, new, causes)
+            for admit in self.admission:
+                admit(t.rd, new, current)
             new_meta = new["metadata"]
             new_meta["resourceVersion"] = current["metadata"]["resourceVersion"]
             if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers") and \

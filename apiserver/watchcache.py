@@ -101,6 +101,8 @@ class ResourceCache:
         self.watchers: set[Watcher] = set()
         # Oldest revision the window can replay from; raised as old events fall out of the window.
         self.window_start = 0
+        # Bumped on every change: lets readers that derive state from `objects` know when to redo it.
+        self.changes = 0
 
     def _namespace_of(self, key: str) -> str | None:
         if not self.rd.namespaced:
@@ -108,12 +110,14 @@ class ResourceCache:
         return key[len(self.prefix):].split("/", 1)[0]
 
     def put(self, key: str, obj: Obj) -> None:
+        self.changes += 1
         self.objects[key] = obj
         ns = self._namespace_of(key)
         if ns is not None:
             self.by_namespace.setdefault(ns, {})[key] = None
 
     def remove(self, key: str) -> None:
+        self.changes += 1
         del self.objects[key]
         ns = self._namespace_of(key)
         if ns is not None:

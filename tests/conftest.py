@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from apiserver.pki import ensure_pki, ensure_tokens  # noqa: E402
+from apiserver.pki import COMPONENTS, ensure_pki, ensure_tokens  # noqa: E402
 from cli.etcd import EtcdProcess, free_port  # noqa: E402
 
 
@@ -83,7 +83,8 @@ def etcd(tmp_path_factory):
 
 def start_apiserver(etcd: EtcdProcess, d: Path, *extra: str) -> ApiServer:
     pki = ensure_pki(d / "pki")
-    tokens = ensure_tokens(d / "tokens.csv")
+    # Besides the components: two plain users for authorization tests (no permissions of their own).
+    tokens = ensure_tokens(d / "tokens.csv", {**COMPONENTS, "jane": [], "bob": ["dev-team"]})
     port = free_port()
     cmd = [sys.executable, "-m", "cli.main", "apiserver", "--etcd-servers", etcd.url, "--secure-port", str(port),
            "--bind-address", "127.0.0.1", "--tls-cert-file", str(pki["cert"]),
