@@ -2,7 +2,8 @@
 
 It makes the cluster's certificates and per-component tokens on first start (kept in the data
 directory, so a second `up` on the same directory keeps every object and credential), starts etcd,
-then the apiserver and every other component, waits for the API to be ready, writes
+then the apiserver and every other component (controller-manager, scheduler, a kubelet and a
+kube-proxy for this machine), waits for the API to be ready, writes
 `admin.kubeconfig`, and supervises: a child that dies is restarted; Ctrl-C or SIGTERM stops all of them
 in reverse order.
 """
@@ -81,6 +82,10 @@ def add_arguments(u: argparse.ArgumentParser) -> None:
                    help="the node's InternalIP (loopback by default: nothing leaves this machine)")
     u.add_argument("--cluster-cidr", default="10.244.0.0/16")
     u.add_argument("--bridge", default="mk0", help="the node bridge pods attach to")
+    u.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
+    u.add_argument("--proxy-mode", choices=("iptables", "nftables", "none"), default="iptables",
+                   help="how kube-proxy programs Services on this machine (none: no kube-proxy)")
+    u.add_argument("--proxy-health-port", type=int, default=10256)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,9 +125,15 @@ def run(args: argparse.Namespace) -> int:
             "--root-dir", str(data / "kubelet"), "--address", args.node_ip, "--port", str(args.kubelet_port),
             "--tls-cert-file", str(kubelet_cert), "--tls-private-key-file", str(kubelet_key),
             "--authentication-token-file", str(creds.token_file), "--cluster-cidr", args.cluster_cidr,
-            "--bridge", args.bridge],
+            "--service-cluster-ip-range", args.service_cluster_ip_range, "--bridge", args.bridge],
             logs / "kubelet.log"),
     ]
+    proxy_cmd = minik8s + ["proxy", "--kubeconfig", cfg("kube-proxy"), "--hostname-override", node_name,
+                           "--proxy-mode", args.proxy_mode, "--cluster-cidr", args.cluster_cidr,
+                           "--service-cluster-ip-range", args.service_cluster_ip_range]
+    if args.proxy_mode != "none":
+        children.append(Child("proxy", proxy_cmd + ["--healthz-port", str(args.proxy_health_port),
+                                                    "--healthz-bind-address", "127.0.0.1"], logs / "proxy.log"))
     stopping = False
 
     def stop(*_):
@@ -154,6 +165,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for c in reversed(children):
             c.stop()
+        if args.proxy_mode != "none":
+            # Service rules outlive kube-proxy by design (traffic keeps flowing across its restarts);
+            # when the whole cluster stops, they go.
+            subprocess.run(proxy_cmd + ["--cleanup"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=60, check=False)
         etcd.stop()
         print("minik8s stopped", flush=True)
     return 0

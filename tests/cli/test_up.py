@@ -18,11 +18,12 @@ BRIDGE = f"mkup{os.getpid() % 10000}"
 
 
 def start_up(data: Path, etcd_port: int, peer_port: int, api_port: int, *ports: int) -> tuple[subprocess.Popen, str]:
-    kubelet, cm, sched = ports
+    kubelet, cm, sched, proxy = ports
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--data-dir", str(data), "--etcd-port",
                              str(etcd_port), "--etcd-peer-port", str(peer_port), "--secure-port", str(api_port),
                              "--kubelet-port", str(kubelet), "--controller-manager-health-port", str(cm),
-                             "--scheduler-health-port", str(sched), "--bridge", BRIDGE, "--node-name", "up-node",
+                             "--scheduler-health-port", str(sched), "--proxy-health-port", str(proxy),
+                             "--bridge", BRIDGE, "--node-name", "up-node",
                              "--cluster-cidr", "10.244.0.0/16"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
@@ -70,7 +71,7 @@ def remove_node_network(data: Path) -> None:
 
 
 def test_up_starts_a_cluster_stops_cleanly_and_keeps_objects(tmp_path):
-    ports = [free_port() for _ in range(6)]
+    ports = [free_port() for _ in range(7)]
     proc, line = start_up(tmp_path, *ports)
     try:
         assert "curl" in line and f"https://127.0.0.1:{ports[2]}" in line
@@ -102,16 +103,33 @@ def test_up_starts_a_cluster_stops_cleanly_and_keeps_objects(tmp_path):
             assert running, c.get("/api/v1/namespaces/default/pods/hello").text
             ip = c.get("/api/v1/namespaces/default/pods/hello").json()["status"]["podIP"]
             assert httpx.get(f"http://{ip}/hostname.html", timeout=5).text.strip() == "hello"
+            # kube-proxy runs too: a Service's ClusterIP answers from this machine.
+            svc = {"metadata": {"name": "hello"}, "spec": {"selector": {"app": "hello"},
+                                                          "ports": [{"port": 8080, "targetPort": 80}]}}
+            c.patch("/api/v1/namespaces/default/pods/hello", json={"metadata": {"labels": {"app": "hello"}}},
+                    headers={"Content-Type": "application/merge-patch+json"})
+            cluster_ip = c.post("/api/v1/namespaces/default/services", json=svc).json()["spec"]["clusterIP"]
+
+            def via_service():
+                try:
+                    return httpx.get(f"http://{cluster_ip}:8080/hostname.html", timeout=2).text.strip()
+                except httpx.HTTPError:
+                    return None
+            assert wait_for(via_service, 30) == "hello", (tmp_path / "logs" / "proxy.log").read_text()[-2000:]
+            c.delete("/api/v1/namespaces/default/services/hello")
             c.delete("/api/v1/namespaces/default/pods/hello")
             assert wait_for(lambda: c.get("/api/v1/namespaces/default/pods/hello").status_code == 404)
         kids = children_of(proc.pid)
-        assert len(kids) >= 5  # etcd, apiserver, controller-manager, scheduler, kubelet
+        assert len(kids) >= 6  # etcd, apiserver, controller-manager, scheduler, kubelet, kube-proxy
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         remove_node_network(tmp_path)
     for pid in kids:
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+    # The Service rules went with the cluster.
+    rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    assert "KUBE-SERVICES" not in rules, rules
 
     proc, _ = start_up(tmp_path, *ports)
     try:
