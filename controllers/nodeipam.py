@@ -52,6 +52,9 @@ class NodeIPAMController(Controller):
     def setup(self) -> None:
         self.allocator = CIDRAllocator(self.options.get("cluster_cidr", "10.244.0.0/16"),
                                        int(self.options.get("node_cidr_mask_size", 24)))
+        # Nodes we patched whose new podCIDR the informer has not shown yet: a status update arriving
+        # meanwhile must not make us cut (and try to write) a second range.
+        self.assigned: dict[str, str] = {}
         self.nodes = self.factory.informer("nodes")
         self.nodes.add_handler(on_add=self._seen, on_update=lambda old, new: self._seen(new),
                                on_delete=self._gone)
@@ -60,17 +63,19 @@ class NodeIPAMController(Controller):
         cidr = (node.get("spec") or {}).get("podCIDR")
         if cidr:
             self.allocator.occupy(cidr)
+            self.assigned.pop((node.get("metadata") or {}).get("name", ""), None)
         else:
             self.enqueue(node)
 
     def _gone(self, node: dict) -> None:
+        self.assigned.pop((node.get("metadata") or {}).get("name", ""), None)
         cidr = (node.get("spec") or {}).get("podCIDR")
         if cidr:
             self.allocator.release(str(ipaddress.ip_network(cidr, strict=False)))
 
     async def reconcile(self, key: str) -> None:
         node = self.nodes.store.get(key)
-        if node is None or (node.get("spec") or {}).get("podCIDR"):
+        if node is None or (node.get("spec") or {}).get("podCIDR") or key in self.assigned:
             return
         cidr = self.allocator.allocate()
         try:
@@ -79,9 +84,13 @@ class NodeIPAMController(Controller):
             self.allocator.release(cidr)
             if e.code == 404:
                 return
+            if e.code == 422 and "podCIDR" in str(e):
+                logger.info("node %s already has a podCIDR; waiting for the watch to show it", key)
+                return
             raise
         except Exception:
             self.allocator.release(cidr)
             raise
+        self.assigned[key] = cidr
         logger.info("node %s: podCIDR %s", key, cidr)
         self.recorder.event(node, "Normal", "CIDRAssignmentSucceeded", f"Node {key} assigned podCIDR {cidr}")

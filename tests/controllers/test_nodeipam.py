@@ -1,5 +1,6 @@
 """Node IPAM: unit tests on the allocator and reconcile (fake apiserver), e2e through real processes."""
 import asyncio
+import copy
 import subprocess
 import sys
 import time
@@ -61,6 +62,26 @@ async def test_reconcile_assigns_missing_cidrs_and_leaves_set_ones_alone():
         await asyncio.sleep(0.02)
     await ctl.reconcile("new")
     assert len([a for a in fake.actions if a[0] == "PATCH"]) == 1
+    await factory.stop()
+    await client.aclose()
+
+
+async def test_a_second_reconcile_before_the_watch_catches_up_cuts_no_second_range():
+    fake = FakeAPIServer()
+    fake.seed({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "new"}, "spec": {}})
+    client = fake.async_client()
+    factory = InformerFactory(client)
+    ctl = NodeIPAMController(client, factory, EventRecorder(client, "test"), cluster_cidr="10.244.0.0/16")
+    factory.start()
+    await factory.wait_for_sync(5)
+    stale = copy.deepcopy(ctl.nodes.store.get("new"))
+    await ctl.reconcile("new")
+    # The watch is behind: the cache still shows the node without a podCIDR (as after a heartbeat that
+    # raced our patch), and the node is reconciled again.
+    ctl.nodes.store.put(stale)
+    await ctl.reconcile("new")
+    patches = [a for a in fake.actions if a[0] == "PATCH"]
+    assert len(patches) == 1, patches
     await factory.stop()
     await client.aclose()
 
