@@ -3,7 +3,8 @@
 
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DEBS   := etcd-server docker.io iptables nftables ipvsadm iproute2 conntrack busybox-static wrk python3-venv
+DEBS   := etcd-server docker.io iptables nftables ipvsadm iproute2 conntrack busybox-static wrk python3-venv \
+          docker-compose debootstrap systemd
 DATA_DIR ?=
 
 .PHONY: install deps venv run test images clean bench dockerd
