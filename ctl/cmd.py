@@ -33,7 +33,7 @@ from ctl.waiting import WaitTimeout
 
 HELP = "the kubectl-style client: get, describe, apply, delete, logs, exec, scale, rollout, drain, ..."
 
-MODULES = ("ctl.get", "ctl.apply", "ctl.create", "ctl.delete", "ctl.logs", "ctl.exec", "ctl.scale")
+MODULES = ("ctl.get", "ctl.apply", "ctl.create", "ctl.delete", "ctl.logs", "ctl.exec", "ctl.scale", "ctl.describe")
 
 
 class KubectlParser(argparse.ArgumentParser):
