@@ -33,10 +33,28 @@ from ctl.waiting import WaitTimeout
 
 HELP = "the kubectl-style client: get, describe, apply, delete, logs, exec, scale, rollout, drain, ..."
 
-MODULES = ("ctl.get", "ctl.apply", "ctl.create", "ctl.delete", "ctl.logs", "ctl.exec", "ctl.scale", "ctl.describe")
+MODULES = ("ctl.get", "ctl.apply", "ctl.create", "ctl.delete", "ctl.logs", "ctl.exec", "ctl.scale", "ctl.describe", "ctl.rollout", "ctl.nodes", "ctl.metadata", "ctl.info")
 
 
 class KubectlParser(argparse.ArgumentParser):
+    """A verb's parser: flags may come anywhere among the arguments (`label po x -n ns a=b`), as in kubectl,
+    and anything unrecognised is this verb's usage error rather than the top-level parser's."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._intermixing or any(a.nargs in (argparse.REMAINDER, argparse.PARSER) for a in self._actions):
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            parsed, extras = super().parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+        if extras:
+            self.error(f"unknown flag: {extras[0]}" if extras[0].startswith("-") else
+                       f"unexpected arguments: {' '.join(extras)}")
+        return parsed, extras
+
     def error(self, message: str) -> NoReturn:
         usage_exit(self, message)
 
