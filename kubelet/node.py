@@ -223,7 +223,24 @@ class NodeAgent:
     def poke(self) -> None:
         self._poke.set()
 
-    async def register(self) -> Obj:
+    async def register(self, *, max_delay: float = 7.0) -> Obj:
+        """Register the Node, retrying until the apiserver answers (as the kubelet does: a node that
+        boots before its control plane waits for it instead of exiting)."""
+        delay = 0.2
+        while True:
+            try:
+                return await self._register_once()
+            except TRANSPORT_ERRORS as e:
+                logger.warning("unable to register node %s with the apiserver, retrying in %.1fs: %s",
+                               self.node, delay, e)
+            except APIError as e:
+                if e.code < 500 and e.code != 429:
+                    raise
+                logger.warning("unable to register node %s (%s), retrying in %.1fs", self.node, e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+    async def _register_once(self) -> Obj:
         body = {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": self.node, "labels": self.labels,
                              "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
