@@ -50,7 +50,7 @@ class Page:
             self.add(level, f"{key}:" if i == 0 else "", value)
 
     def table(self, level: int, rows: list[list[str]]) -> None:
-        for line in TabWriter().format(rows).splitlines():
+        for line in TabWriter(padding=PADDING, min_width=0).format(rows).splitlines():
             self.add(level, line.rstrip())
 
     def render(self) -> str:

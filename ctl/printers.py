@@ -41,13 +41,14 @@ def cell_text(value: Any) -> str:
 class TabWriter:
     """Aligns rows into columns; remembers widths so later rows (a watch) line up with earlier ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, padding: int = PADDING, min_width: int = MIN_WIDTH) -> None:
         self.widths: list[int] = []
+        self.padding, self.min_width = padding, min_width
 
     def format(self, rows: list[list[str]]) -> str:
         for row in rows:
             for i, text in enumerate(row[:-1]):
-                width = max(len(text) + PADDING, MIN_WIDTH)
+                width = max(len(text) + self.padding, self.min_width)
                 if i >= len(self.widths):
                     self.widths.append(width)
                 else:

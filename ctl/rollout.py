@@ -156,7 +156,7 @@ def undo(args: Any, session: Any) -> int:
     annotations = dict(meta(d).get("annotations") or {})
     annotations.update({k: v for k, v in (meta(target).get("annotations") or {}).items() if k not in NOT_COPIED})
     patch = [{"op": "replace", "path": "/spec/template", "value": template},
-             {"op": "replace", "path": "/metadata/annotations", "value": annotations}]
+             {"op": "add", "path": "/metadata/annotations", "value": annotations}]
     session.client.patch(rd, name, patch, namespace, patch_type="json")
     print(f"{kind_name(rd)}/{name} rolled back")
     return 0
