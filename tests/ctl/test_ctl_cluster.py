@@ -1,0 +1,137 @@
+"""`minik8s ctl logs`, `exec` and rollouts against the whole two-node cluster with real containers."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from tests.cluster import wait_for
+from tests.ctl.conftest import Ctl
+
+TWO_CONTAINERS = """apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: printer, image: "minik8s/busybox:1.36", command: [sh, -c, "echo one; echo two; echo three; exec sleep 300"]}
+  - name: ticker
+    image: "minik8s/busybox:1.36"
+    command: [sh, -c, "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done"]
+"""
+
+
+def deployment(image: str) -> str:
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  strategy: {{rollingUpdate: {{maxSurge: 2, maxUnavailable: 1}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{{name: web, image: "{image}"}}]
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster_ctl(cluster):
+    with cluster.http() as http:
+        namespace = cluster.new_namespace(http, "ctl")
+    return Ctl(cluster.kubeconfig("admin"), namespace)
+
+
+@pytest.fixture(scope="module")
+def talker(cluster, cluster_ctl):
+    """A running pod with two containers: one printed three lines, the other ticks every 0.2 s."""
+    assert cluster_ctl("apply", "-f", "-", input=TWO_CONTAINERS).returncode == 0
+    with cluster.http() as http:
+        def printed():
+            pod = http.get(f"/api/v1/namespaces/{cluster_ctl.namespace}/pods/talker").json()
+            running = (pod.get("status") or {}).get("phase") == "Running"
+            return running and cluster_ctl("logs", "talker", "-c", "printer").stdout.endswith("three\n")
+        wait_for(printed, 60, 0.2, "pod talker Running and printing")
+    return "talker"
+
+
+def test_logs(cluster_ctl, talker):
+    r = cluster_ctl("logs", talker)
+    assert (r.returncode, r.stdout) == (0, "one\ntwo\nthree\n")
+    assert r.stderr == 'Defaulted container "printer" out of: printer, ticker\n'
+    assert cluster_ctl("logs", f"pod/{talker}", "printer", "--tail", "1").stdout == "three\n"
+    stamped = cluster_ctl("logs", talker, "-c", "printer", "--timestamps").stdout.splitlines()
+    assert stamped[0].endswith("Z one") and len(stamped) == 3
+    assert cluster_ctl("logs", talker, "-c", "printer", "--since", "1h").stdout == "one\ntwo\nthree\n"
+    r = cluster_ctl("logs", talker, "-c", "nope")
+    assert r.returncode == 1 and r.stderr.startswith("Error from server (BadRequest)")
+    r = cluster_ctl("logs", talker, "-c", "printer", "--previous")
+    assert r.returncode == 1 and "previous terminated container" in r.stderr
+
+
+def test_logs_follow_streams(cluster_ctl, talker):
+    proc = cluster_ctl.spawn("logs", talker, "-c", "ticker", "-f", "--tail", "1")
+    try:
+        seen = []
+        for line in proc.stdout:
+            seen.append((time.monotonic(), int(line.strip().removeprefix("tick-"))))
+            if len(seen) == 6:
+                break
+        numbers = [n for _, n in seen]
+        assert numbers == list(range(numbers[0], numbers[0] + 6))     # consecutive, as they were printed
+        assert seen[-1][0] - seen[1][0] > 0.5                          # arriving over time, not all at once
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_exec_output_exit_codes_and_stdin(cluster_ctl, talker):
+    r = cluster_ctl("exec", talker, "-c", "printer", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (r.returncode, r.stdout) == (3, "out\n")
+    assert r.stderr == "err\ncommand terminated with exit code 3\n"
+    r = cluster_ctl("exec", "-i", talker, "-c", "printer", "--", "wc", "-l", input="a\nb\nc\n")
+    assert (r.returncode, r.stdout.strip()) == (0, "3")
+    r = cluster_ctl("exec", talker, "-n", cluster_ctl.namespace, "-q", "--", "cat", "/etc/hostname")
+    assert r.returncode == 0 and r.stdout.strip() == talker
+    r = cluster_ctl("exec", "-it", talker, "-c", "printer", "--", "echo", "hi", input="")
+    assert (r.returncode, r.stdout) == (0, "hi\n")
+    assert r.stderr == "Unable to use a TTY - input is not a terminal or the right kind of file\n"
+    r = cluster_ctl("exec", "ghost", "--", "true")
+    assert (r.returncode, r.stderr) == (1, 'Error from server (NotFound): pods "ghost" not found\n')
+
+
+def test_deployment_apply_rollout_undo_and_logs(cluster, cluster_ctl):
+    assert cluster_ctl("apply", "-f", "-", input=deployment("minik8s/myapp:v1")).returncode == 0
+    r = cluster_ctl("rollout", "status", "deploy/web", "--timeout", "60")
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == 'deployment "web" successfully rolled out', r.stderr
+
+    r = cluster_ctl("apply", "-f", "-", input=deployment("minik8s/myapp:v2"))
+    assert r.stdout == "deployment.apps/web configured\n"
+    r = cluster_ctl("rollout", "status", "deployment", "web", "--timeout", "60")
+    assert r.returncode == 0 and r.stdout.endswith('deployment "web" successfully rolled out\n'), r.stderr
+    history = cluster_ctl("rollout", "history", "deploy/web").stdout.splitlines()
+    assert [line.split()[0] for line in history[2:4]] == ["1", "2"]
+
+    assert cluster_ctl("rollout", "undo", "deploy/web").stdout == "deployment.apps/web rolled back\n"
+    assert cluster_ctl("rollout", "status", "deploy/web", "--timeout", "60").returncode == 0
+    with cluster.http() as http:
+        def only_v1():
+            items = http.get(f"/api/v1/namespaces/{cluster_ctl.namespace}/pods",
+                             params={"labelSelector": "app=web"}).json()["items"]
+            live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+            return len(live) == 2 and all(p["spec"]["containers"][0]["image"] == "minik8s/myapp:v1" for p in live)
+        wait_for(only_v1, 60, 0.2, "two v1 pods after the undo")
+    images = cluster_ctl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}")
+    assert "minik8s/myapp:v1" in images.stdout.split()
+    d = json.loads(cluster_ctl("get", "deploy", "web", "-o", "json").stdout)
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+
+    r = cluster_ctl("logs", "deploy/web")
+    assert r.returncode == 0 and re.match(r"Found \d pods, using pod/web-", r.stderr), r.stderr
+    r = cluster_ctl("delete", "deploy", "web", "--cascade", "foreground", "--timeout", "60")
+    assert (r.returncode, r.stdout) == (0, 'deployment.apps "web" deleted\n'), r.stderr
+    assert cluster_ctl("get", "deploy,rs", "-o", "name").stdout == ""
