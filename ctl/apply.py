@@ -21,6 +21,7 @@ from client.rest import is_conflict
 from ctl import manifests, resources
 from ctl.command import Command
 from ctl.discovery import resource_name
+from ctl.errors import error_from_server
 from ctl.manifests import Manifest
 from ctl.threeway import LAST_APPLIED, last_applied, three_way_patch, with_last_applied
 
@@ -89,11 +90,7 @@ def report(rd: Any, obj: Obj, outcome: str, output: str | None) -> None:
 
 
 def failure(e: APIError, doing: str, source: str) -> str:
-    from ctl.cmd import error_from_server
-    if e.reason == "Invalid":
-        return error_from_server(e)
-    prefix = f"Error from server ({e.reason})" if e.reason and e.reason != "Unknown" else "Error from server"
-    return f'{prefix}: error when {doing} "{source}": {e.message}'
+    return error_from_server(e, f'error when {doing} "{source}": ')
 
 
 def run(args: Any, session: Any) -> int:

@@ -28,6 +28,7 @@ from api.errors import APIError
 from client.kubeconfig import KubeconfigError
 from ctl.command import Command
 from ctl.discovery import UsageError
+from ctl.errors import error_from_server
 from ctl.session import Session
 from ctl.waiting import WaitTimeout
 
@@ -86,14 +87,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         add_global_flags(p, suppress=True)
         command.add_arguments(p)
         p.set_defaults(ctl_run=command.run, ctl_parser=p)
-
-
-def error_from_server(e: APIError) -> str:
-    if e.reason == "Invalid":
-        return e.message
-    if e.reason and e.reason != "Unknown":
-        return f"Error from server ({e.reason}): {e.message}"
-    return f"Error from server: {e.message}"
 
 
 def run(args: Any) -> int:

@@ -15,6 +15,7 @@ from ctl import manifests, resources
 from ctl.apply import add_file_arguments
 from ctl.command import Command
 from ctl.discovery import UsageError, kind_name
+from ctl.errors import error_from_server
 from ctl.waiting import wait_deleted
 
 Obj = dict[str, Any]
@@ -92,8 +93,6 @@ def targets(args: Any, session: Any) -> list[tuple[Any, str | None, str]]:
 
 
 def run(args: Any, session: Any) -> int:
-    from ctl.cmd import error_from_server
-
     grace = grace_period(args)
     policy = CASCADE[args.cascade]
     todo = targets(args, session)

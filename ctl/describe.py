@@ -19,7 +19,7 @@ from ctl import resources
 from ctl.command import Command
 from ctl.discovery import UsageError
 from ctl.pods import selector_string
-from ctl.printers import TabWriter, age, labels_text
+from ctl.printers import TabWriter, age
 
 Obj = dict[str, Any]
 PADDING = 2

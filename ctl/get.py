@@ -18,6 +18,7 @@ from client.rest import parse_watch_line
 from ctl import manifests, resources
 from ctl.command import Command
 from ctl.discovery import UsageError, kind_name
+from ctl.errors import error_from_server
 from ctl.printers import OutputFormat, TableOptions, TabWriter, table_rows
 from ctl.resources import Selection
 from ctl.session import TABLE_ACCEPT
@@ -73,7 +74,6 @@ def table_options(args: Any, sels: list[Selection]) -> TableOptions:
 def report_missing(errors: list[APIError], ignore: bool) -> int:
     if ignore:
         return 0
-    from ctl.cmd import error_from_server
     for e in errors:
         print(error_from_server(e), file=sys.stderr)
     return 1 if errors else 0
