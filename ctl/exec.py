@@ -12,16 +12,15 @@ mode for the session and forwards the window size, now and on every SIGWINCH.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 import termios
 import threading
 import tty
 import urllib.parse
-from contextlib import contextmanager
 from typing import Any, Iterator
 
 import websockets
@@ -97,17 +96,17 @@ def exit_code(status: dict[str, Any] | None) -> tuple[int, str | None]:
 
 
 def window_size() -> bytes:
-    size = shutil.get_terminal_size()
+    size = os.get_terminal_size(sys.stdin.fileno())   # the terminal itself, not $COLUMNS/$LINES
     return bytes([RESIZE]) + json.dumps({"Width": size.columns, "Height": size.lines}).encode()
 
 
-@contextmanager
+@contextlib.contextmanager
 def raw_terminal(ws: ClientConnection) -> Iterator[None]:
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     previous = signal.signal(signal.SIGWINCH, lambda *_: ws.send(window_size()))
     try:
-        tty.setraw(fd)
+        tty.setraw(fd, termios.TCSANOW)   # keep what was typed ahead (TCSAFLUSH would drop it)
         ws.send(window_size())
         yield
     finally:
@@ -163,14 +162,11 @@ def run(args: Any, session: Any) -> int:
                      max_size=None, compression=None, open_timeout=config.timeout)
     except websockets.InvalidStatus as e:
         raise error_from_body(e.response.status_code, e.response.body or b"") from None
-    with ws:
+    with ws, raw_terminal(ws) if use_tty else contextlib.nullcontext():
+        # the window size goes first (raw_terminal sends it), so the shell never sees a default 80x24
         if args.stdin:
             threading.Thread(target=pump_stdin, args=(ws,), kwargs={"tty_mode": use_tty}, daemon=True).start()
-        if use_tty:
-            with raw_terminal(ws):
-                status = session_loop(ws)
-        else:
-            status = session_loop(ws)
+        status = session_loop(ws)
     code, message = exit_code(status)
     if message:
         print(message, file=sys.stderr)

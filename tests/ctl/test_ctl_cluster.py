@@ -135,3 +135,38 @@ def test_deployment_apply_rollout_undo_and_logs(cluster, cluster_ctl):
     r = cluster_ctl("delete", "deploy", "web", "--cascade", "foreground", "--timeout", "60")
     assert (r.returncode, r.stdout) == (0, 'deployment.apps "web" deleted\n'), r.stderr
     assert cluster_ctl("get", "deploy,rs", "-o", "name").stdout == ""
+
+
+def test_exec_interactive_tty_passes_the_window_size(cluster_ctl, talker):
+    """`exec -it` from a real terminal: raw mode, the terminal's size forwarded, keystrokes to the shell."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+
+    from tests.ctl.conftest import ROOT, ctl_command
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    proc = subprocess.Popen(ctl_command(cluster_ctl.kubeconfig, cluster_ctl.namespace, "exec", "-it", talker, "-c",
+                                        "printer", "--", "sh"), stdin=slave, stdout=slave, stderr=slave, cwd=ROOT)
+    os.close(slave)
+    try:
+        os.write(master, b"stty size; exit 7\r")
+        seen = b""
+        while b"33 101" not in seen:
+            ready, _, _ = select.select([master], [], [], 20)
+            assert ready, f"no output for 20 s: {seen!r}"
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:             # EIO: the last holder of the terminal's other side has gone
+                chunk = b""
+            assert chunk, f"terminal closed early: {seen!r} (exit code {proc.wait(10)})"
+            seen += chunk
+        assert proc.wait(30) == 7
+    finally:
+        proc.kill()
+        os.close(master)
