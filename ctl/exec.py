@@ -104,7 +104,9 @@ def window_size() -> bytes:
 def raw_terminal(ws: ClientConnection) -> Iterator[None]:
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
-    previous = signal.signal(signal.SIGWINCH, lambda *_: ws.send(window_size()))
+    # sent from a thread: a signal handler must not block on the connection the main thread is reading
+    previous = signal.signal(signal.SIGWINCH, lambda *_: threading.Thread(
+        target=ws.send, args=(window_size(),), daemon=True).start())
     try:
         tty.setraw(fd, termios.TCSANOW)   # keep what was typed ahead (TCSAFLUSH would drop it)
         ws.send(window_size())

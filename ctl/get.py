@@ -106,10 +106,9 @@ def print_objects(args: Any, session: Any, sels: list[Selection], fmt: OutputFor
         for item in resources.fetch(session, sel, label_selector=args.selector, field_selector=args.field_selector):
             (missing if isinstance(item, APIError) else objects).append(item)
     single = len(sels) == 1 and len(sels[0].names) == 1 and not args.filename
-    if objects or fmt.kind != "name":
-        if objects or not missing:
-            sys.stdout.write(fmt.render(objects, single=single,
-                                        name_of=lambda o: resources.qualified_name(session.discovery.for_object(o), o)))
+    if objects or (not missing and fmt.kind != "name"):     # an empty List is still a List in yaml/json
+        sys.stdout.write(fmt.render(objects, single=single,
+                                    name_of=lambda o: resources.qualified_name(session.discovery.for_object(o), o)))
     return report_missing(missing, args.ignore_not_found)
 
 

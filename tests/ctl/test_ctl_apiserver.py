@@ -348,3 +348,18 @@ def test_kubeconfig_from_the_environment_and_namespace_from_the_context(ctl, tmp
     r = subprocess.run([sys.executable, "-m", "cli.main", "ctl", "get", "pods"], env=env, cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.startswith("error: cannot read kubeconfig")
+
+
+def test_unreachable_server_is_reported_like_kubectl(tmp_path, apiserver):
+    import socket
+
+    from client.kubeconfig import write_kubeconfig
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]          # closed again: nothing listens there
+    path = tmp_path / "nowhere.kubeconfig"
+    write_kubeconfig(path, server=f"https://127.0.0.1:{port}", ca_pem=apiserver.ca.read_bytes(), token="t")
+    r = Ctl(str(path), None)("get", "pods")
+    assert (r.returncode, r.stderr) == (1, f"The connection to the server 127.0.0.1:{port} was refused - did you "
+                                           "specify the right host or port?\n")
