@@ -22,6 +22,7 @@ import httpx
 
 from client.kubeconfig import Config
 from client.rest import Client, decode, error_from_response
+from ctl.discovery import Discovery
 
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 ROOT_DATA_DIR = Path("/var/lib/minik8s")
@@ -81,7 +82,6 @@ def _raise_for_status(resp: httpx.Response) -> None:
 class Session:
     config: Config
     namespace_flag: str | None = None
-    all_namespaces: bool = False
     _client: CtlClient | None = field(default=None, repr=False)
 
     @classmethod
@@ -90,7 +90,7 @@ class Session:
                                         context=getattr(args, "context", None))
         if getattr(args, "request_timeout", None):
             config.timeout = float(args.request_timeout)
-        return cls(config, getattr(args, "namespace", None), bool(getattr(args, "all_namespaces", False)))
+        return cls(config, getattr(args, "namespace", None))
 
     @property
     def namespace(self) -> str:
@@ -103,8 +103,8 @@ class Session:
         return self._client
 
     @cached_property
-    def discovery(self):
-        from ctl.discovery import Discovery
+    def discovery(self) -> Discovery:
+        """What the server serves, read once per command (kubectl caches it on disk; we ask each time)."""
         return Discovery.fetch(self.client)
 
     def close(self) -> None:
