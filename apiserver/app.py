@@ -246,15 +246,15 @@ def create_app(settings: Settings):
 
     app = _fastapi(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
 
+    async def answer_access_review(request: Request) -> Response:
+        rd = next((r for r in registry.REVIEWS if r.plural == request.path_params["plural"]), None)
+        if rd is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        body = await read_body(request)
+        return json_response(answer_review(authorizer, rd.kind, body, request.scope["state"]["user"]), 201)
+
     async def access_review(request: Request) -> Response:
-        async def answer(request: Request) -> Response:
-            kind = {"selfsubjectaccessreviews": "SelfSubjectAccessReview",
-                    "subjectaccessreviews": "SubjectAccessReview"}.get(request.path_params["plural"])
-            if kind is None:
-                raise APIError(404, "NotFound", "the server could not find the requested resource")
-            body = await read_body(request)
-            return json_response(answer_review(authorizer, kind, body, request.scope["state"]["user"]), 201)
-        return await guarded(request, answer)
+        return await guarded(request, answer_access_review)
 
     async def pod_log(request: Request) -> Response:
         return await guarded(request, kubelets.logs)
