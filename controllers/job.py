@@ -31,7 +31,6 @@ unit tests drive deadlines, backoff and TTLs without sleeping.
 from __future__ import annotations
 
 import copy
-import datetime
 import logging
 import time
 from typing import Any, Callable
