@@ -101,19 +101,19 @@ _LIST_MERGE_KEYS: dict[str, str | None] = {
 # a Service spec's by port; Endpoints subsets' ports have no strategy and are replaced.
 _PORTS_KEY_BY_PARENT = {name: "containerPort" for name in _CONTAINER_LISTS} | {"spec": "port"}
 
-_ATOMIC = object()  # sentinel: the list has no merge strategy
+ATOMIC = object()  # sentinel: the list has no merge strategy
 
 
-def _list_strategy(path: tuple[str, ...]) -> Any:
+def list_strategy(path: tuple[str, ...]) -> Any:
     """Merge key for the list at `path` (field names, list indexes skipped), None for a primitive set,
-    or `_ATOMIC` when the list is replaced whole."""
+    or `ATOMIC` when the list is replaced whole."""
     name = path[-1] if path else ""
     if name == "ports":
         parent = path[-2] if len(path) > 1 else ""
-        return _PORTS_KEY_BY_PARENT.get(parent, _ATOMIC)
+        return _PORTS_KEY_BY_PARENT.get(parent, ATOMIC)
     if name == "finalizers" and path[-2:-1] != ("metadata",):
-        return _ATOMIC  # Namespace spec.finalizers is atomic; only metadata.finalizers merge as a set.
-    return _LIST_MERGE_KEYS.get(name, _ATOMIC)
+        return ATOMIC  # Namespace spec.finalizers is atomic; only metadata.finalizers merge as a set.
+    return _LIST_MERGE_KEYS.get(name, ATOMIC)
 
 
 def strategic_merge_patch(doc: Obj, patch: Any) -> Obj:
@@ -187,8 +187,8 @@ def _merge_value(original: Any, patch: Any, path: tuple[str, ...]) -> Any:
 
 
 def _merge_list(original: list[Any], patch: list[Any], path: tuple[str, ...]) -> list[Any]:
-    strategy = _list_strategy(path)
-    if strategy is _ATOMIC:
+    strategy = list_strategy(path)
+    if strategy is ATOMIC:
         return _strip_directives(patch, path)
     if strategy is None:
         return _merge_primitive_list(original, patch)
@@ -242,8 +242,8 @@ def _find_by_key(items: list[Any], key: str, value: Any) -> int | None:
 def _apply_element_order(items: list[Any], order: Any, path: tuple[str, ...]) -> list[Any]:
     if not isinstance(order, list):
         raise bad_request(f"$setElementOrder/{path[-1]} must be a list")
-    strategy = _list_strategy(path)
-    if strategy is _ATOMIC:
+    strategy = list_strategy(path)
+    if strategy is ATOMIC:
         return items
 
     def identity(item: Any) -> Any:
@@ -263,8 +263,8 @@ def _strip_directives(value: Any, path: tuple[str, ...]) -> Any:
     if isinstance(value, dict):
         return _merge_map({}, value, path) or {}
     if isinstance(value, list):
-        strategy = _list_strategy(path)
-        if strategy is _ATOMIC or strategy is None:
+        strategy = list_strategy(path)
+        if strategy is ATOMIC or strategy is None:
             return [_strip_directives(v, path) if isinstance(v, dict) else copy.deepcopy(v) for v in value]
         return _merge_keyed_list([], value, strategy, path)
     return copy.deepcopy(value)

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from api.patch import _ATOMIC as ATOMIC, _list_strategy as list_strategy  # one merge-key table for server and client
+from api.patch import ATOMIC, list_strategy  # one merge-key table for server and client
 
 Obj = dict[str, Any]
 

@@ -3,7 +3,7 @@ import copy
 import pytest
 
 from api.errors import APIError
-from api.patch import json_patch, merge_patch, strategic_merge_patch
+from api.patch import ATOMIC, json_patch, list_strategy, merge_patch, strategic_merge_patch
 
 
 def pod():
@@ -222,3 +222,12 @@ def test_smp_does_not_mutate_inputs():
     before_doc, before_patch = copy.deepcopy(doc), copy.deepcopy(patch)
     strategic_merge_patch(doc, patch)
     assert doc == before_doc and patch == before_patch
+
+
+def test_list_strategy_is_public_for_client_side_apply():
+    assert list_strategy(("spec", "containers")) == "name"
+    assert list_strategy(("spec", "containers", "ports")) == "containerPort"
+    assert list_strategy(("spec", "ports")) == "port"
+    assert list_strategy(("metadata", "finalizers")) is None
+    assert list_strategy(("spec", "finalizers")) is ATOMIC
+    assert list_strategy(("spec", "args")) is ATOMIC
