@@ -169,7 +169,18 @@ def default_endpoints(obj: Obj) -> None:
 # --- core data kinds -----------------------------------------------------------------------------
 
 
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
 def default_namespace(obj: Obj) -> None:
+    """Every named Namespace carries `kubernetes.io/metadata.name: <name>`, so a namespaceSelector can pick
+    namespaces by name. It is set on every write, so users cannot remove or change it (Kubernetes'
+    SetDefaults_Namespace)."""
+    meta = _dict(obj, "metadata")
+    name = meta.get("name") if meta is not None else None
+    labels = _dict(meta, "labels") if isinstance(name, str) and name else None
+    if labels is not None:
+        labels[NAMESPACE_NAME_LABEL] = name
     spec = _dict(obj, "spec")
     if spec is not None:
         _set(spec, "finalizers", ["kubernetes"])

@@ -155,6 +155,15 @@ def test_namespace_defaults():
     assert defaulted("Namespace", {})["spec"] == {"finalizers": ["kubernetes"]}
 
 
+def test_namespace_name_label_is_set_and_cannot_be_changed():
+    ns = defaulted("Namespace", {"metadata": {"name": "prod", "labels": {"team": "a"}}})
+    assert ns["metadata"]["labels"] == {"team": "a", "kubernetes.io/metadata.name": "prod"}
+    changed = {"metadata": {"name": "prod", "labels": {"kubernetes.io/metadata.name": "other"}}}
+    assert defaulted("Namespace", changed)["metadata"]["labels"] == {"kubernetes.io/metadata.name": "prod"}
+    assert "labels" not in defaulted("Namespace", {"metadata": {"generateName": "x-"}})["metadata"]
+    assert defaulted("Namespace", {"metadata": {"name": "p", "labels": "bad"}})["metadata"]["labels"] == "bad"
+
+
 def test_secret_defaults_and_string_data():
     obj = defaulted("Secret", {"stringData": {"user": "admin"}, "data": {"x": "eQ=="}})
     assert obj["type"] == "Opaque"
