@@ -18,6 +18,7 @@ import logging
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -30,6 +31,8 @@ from api.errors import APIError
 from api.rbac import AUTHENTICATED, UserInfo
 from apiserver import bootstrap, openapi
 from apiserver.authz import Authorize, Authorizer, RBACAdmission, answer_review
+from apiserver.serviceaccounts import (DEFAULT_ISSUER, TokenAuthenticator, TokenIssuer, mount_api_access,
+                                       token_request)
 from apiserver.allocator import ServiceAllocator
 from apiserver.pki import read_token_file
 from apiserver.proxy import KUBELET_CLIENT_USER, KubeletProxy, deny_websocket
@@ -45,7 +48,7 @@ VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-minik8s.0.1.0", "
            "platform": f"linux/{'amd64' if platform.machine() == 'x86_64' else platform.machine()}"}
 PUBLIC_PATHS = {"/healthz", "/livez", "/readyz", "/version"}
 BEARER_SUBPROTOCOL = "base64url.bearer.authorization.k8s.io."
-SUBRESOURCE_VERBS = {"binding": ["create"], "eviction": ["create"], "log": ["get"], "exec": ["create", "get"],
+SUBRESOURCE_VERBS = {"binding": ["create"], "eviction": ["create"], "token": ["create"], "log": ["get"], "exec": ["create", "get"],
                      "finalize": ["update"]}
 
 
@@ -61,6 +64,10 @@ class Settings:
     kubelet_certificate_authority: Path | None = None   # None: kubelet serving certs are not verified
     kubelet_timeout: float = 5.0
     authorization_mode: str = "RBAC"
+    service_account_signing_key: Path | None = None  # None: a key made at start-up
+    service_account_issuer: str = DEFAULT_ISSUER
+    api_audiences: list[str] = field(default_factory=list)
+    admission_plugins: tuple[str, ...] = ()  # optional ones switched on: "ServiceAccount"
 
 
 class TokenAuth:
@@ -71,9 +78,10 @@ class TokenAuth:
     `base64url.bearer.authorization.k8s.io.<base64url token>`, for clients that cannot set headers.
     """
 
-    def __init__(self, app, tokens: dict[str, UserInfo]):
+    def __init__(self, app, tokens: dict[str, UserInfo], fallback: Callable[[str], UserInfo | None] | None = None):
         self.app = app
         self.tokens = tokens
+        self.fallback = fallback  # e.g. ServiceAccount JWTs
 
     def authenticate(self, presented: str | None) -> UserInfo | None:
         if not presented:
@@ -81,7 +89,7 @@ class TokenAuth:
         for token, user in self.tokens.items():
             if hmac.compare_digest(token, presented):
                 return user
-        return None
+        return self.fallback(presented) if self.fallback is not None else None
 
     @staticmethod
     def presented_token(scope) -> str | None:
@@ -132,6 +140,8 @@ def discovery_resources(group: str, version: str) -> list[dict[str, Any]]:
                 entry.update(group="autoscaling", version="v1", kind="Scale")
             elif sub == "binding":
                 entry.update(kind="Binding")
+            elif sub == "token":
+                entry.update(group="authentication.k8s.io", version="v1", kind="TokenRequest")
             elif sub == "eviction":
                 entry.update(group="policy", version="v1", kind="Eviction")
             elif sub == "exec":
@@ -225,7 +235,14 @@ def create_app(settings: Settings):
     cache = WatchCache(store, window=settings.watch_window)
     allocator = ServiceAllocator(store, settings.service_cidr, settings.node_port_range)
     authorizer = Authorizer(cache, settings.authorization_mode)
-    handler = RestHandler(store, cache, allocator, admission=[RBACAdmission(authorizer)])
+    issuer = TokenIssuer(settings.service_account_signing_key, settings.service_account_issuer,
+                         settings.api_audiences)
+    mutating = []
+    if "ServiceAccount" in settings.admission_plugins:
+        mutating.append(lambda rd, obj: mount_api_access(obj, cache) if rd.kind == "Pod" else None)
+    handler = RestHandler(store, cache, allocator, admission=[RBACAdmission(authorizer)], mutating=mutating,
+                          connectors={("ServiceAccount", "token"): lambda ns, name, body: token_request(
+                              issuer, cache, ns or "", name, body)})
     tokens = load_tokens(settings.token_file)
     kubelet_token = next((tok for tok, user in tokens.items() if user.name == KUBELET_CLIENT_USER), None)
     kubelets = KubeletProxy(store, token=kubelet_token, ca_file=settings.kubelet_certificate_authority,
@@ -355,4 +372,5 @@ def create_app(settings: Settings):
 
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, method_not_allowed)
-    return TokenAuth(Authorize(ResourceRoutes(handler, app), authorizer, PUBLIC_PATHS), tokens)
+    return TokenAuth(Authorize(ResourceRoutes(handler, app), authorizer, PUBLIC_PATHS), tokens,
+                     fallback=TokenAuthenticator(issuer, cache))

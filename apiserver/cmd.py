@@ -33,6 +33,16 @@ def add_arguments(a: argparse.ArgumentParser) -> None:
                         "without it they are not verified")
     a.add_argument("--kubelet-timeout", type=float, default=5.0,
                    help="seconds to wait for a kubelet to answer before pods/log or pods/exec fail with 503")
+    a.add_argument("--service-account-signing-key-file", default=None,
+                   help="PEM private key signing ServiceAccount tokens (minik8s bootstrap: pki/sa.key); "
+                        "without it a key is made at start-up and tokens die with the process")
+    a.add_argument("--service-account-issuer", default="https://kubernetes.default.svc.cluster.local")
+    a.add_argument("--api-audiences", default="", help="comma-separated audiences tokens must carry "
+                                                       "(default: the issuer)")
+    a.add_argument("--enable-admission-plugins", default="",
+                   help="comma-separated optional admission plugins: ServiceAccount mounts API credentials "
+                        "(token, kube-root-ca.crt, namespace) into new pods; it needs kubelets with projected "
+                        "volumes and the controller-manager's --root-ca-file")
     a.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",
                    help="RBAC: requests are checked against Roles and bindings (system:masters may do anything); "
                         "AlwaysAllow: any authenticated request is allowed")
@@ -55,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
         kubelet_certificate_authority=Path(args.kubelet_certificate_authority) if args.kubelet_certificate_authority else None,
         kubelet_timeout=args.kubelet_timeout,
         authorization_mode=args.authorization_mode,
+        service_account_signing_key=Path(args.service_account_signing_key_file)
+        if args.service_account_signing_key_file else None,
+        service_account_issuer=args.service_account_issuer,
+        api_audiences=[a for a in args.api_audiences.split(",") if a],
+        admission_plugins=tuple(p for p in args.enable_admission_plugins.split(",") if p),
     )
     if not Path(args.token_auth_file).exists():
         print(f"minik8s apiserver: token file {args.token_auth_file} does not exist", file=sys.stderr)

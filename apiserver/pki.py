@@ -112,6 +112,18 @@ def ensure_pki(directory: Path, hosts: list[str] | None = None) -> dict[str, Pat
     return ensure_serving_cert(directory, "apiserver", ["127.0.0.1", "10.96.0.1", *SERVICE_NAMES, *(hosts or [])])
 
 
+def ensure_service_account_key(directory: Path) -> dict[str, Path]:
+    """`sa.key` (private, signs ServiceAccount tokens) and `sa.pub` (verifies them), made once."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"key": directory / "sa.key", "pub": directory / "sa.pub"}
+    if not paths["key"].exists():
+        key = _key()
+        _write(paths["key"], _pem_key(key))
+        _write(paths["pub"], key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                           serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    return paths
+
+
 def ensure_tokens(path: Path, identities: dict[str, list[str]] = COMPONENTS) -> dict[str, str]:
     """identity -> token; existing tokens are kept, missing identities get new ones."""
     tokens = {user: tok for tok, user, _uid, _groups in read_token_file(path)} if path.exists() else {}

@@ -174,10 +174,16 @@ class Filter:
 
 class RestHandler:
     def __init__(self, store: Store, cache: WatchCache, allocator: ServiceAllocator, *,
-                 admission: Sequence[Callable[[ResourceDef, Obj, Obj | None], None]] = ()):
+                 admission: Sequence[Callable[[ResourceDef, Obj, Obj | None], None]] = (),
+                 mutating: Sequence[Callable[[ResourceDef, Obj], None]] = (),
+                 connectors: dict[tuple[str, str], Callable[[str | None, str, Any], Obj]] | None = None):
         self.store = store
         self.cache = cache
         self.allocator = allocator
+        # Changes to a new object before defaulting and validation (e.g. ServiceAccount admission).
+        self.mutating = tuple(mutating)
+        # POSTed subresources that are answered, not stored: (kind, subresource) -> fn(namespace, name, body).
+        self.connectors = dict(connectors or {})
         # Checks on a write after validation, before it is stored: (kind, new object, old or None);
         # they raise an APIError to refuse (e.g. RBAC escalation, apiserver/authz.py).
         self.admission = tuple(admission)
@@ -214,6 +220,11 @@ class RestHandler:
                 return await self.delete(request, t)
             if m == "POST" and t.sub == "binding":
                 return await self.bind(request, t)
+            if m == "POST" and t.sub == "eviction":
+                return await self.evict(request, t)
+            if m == "POST" and (t.rd.kind, t.sub) in self.connectors:
+                body = await read_body(request)
+                return json_response(self.connectors[(t.rd.kind, t.sub)](t.namespace, t.name, body), 201)
         raise errors.method_not_allowed(f"{m} is not supported on this resource")
 
     # -- reads ---------------------------------------------------------------------------------------
@@ -429,6 +440,8 @@ class RestHandler:
         generated = not meta.get("name") and isinstance(generate, str) and bool(generate)
         if generated:
             meta["name"] = generate + "".join(random.choices(NAME_CHARS, k=5))
+        for mutate in self.mutating:
+            mutate(t.rd, body)
         strategy.prepare_for_create(t.rd, body)
         t.rd.default(body)
         causes = t.rd.validate(body)
@@ -675,6 +688,22 @@ class RestHandler:
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "code": 201}, 201)
         raise errors.conflict("pods", t.name, "too many concurrent writers")
+
+    # -- eviction ------------------------------------------------------------------------------------
+
+    async def evict(self, request: Request, t: Target) -> Response:
+        """policy/v1 Eviction: a delete with the eviction's DeleteOptions. There are no
+        PodDisruptionBudgets in this server, so an eviction is never refused for budget reasons."""
+        body = _require_object(await read_body(request))
+        name = body["metadata"].get("name")
+        if name not in (None, t.name):
+            raise errors.bad_request("name in URL does not match name in Eviction object")
+        opts = body.get("deleteOptions") or {}
+        if not isinstance(opts, dict):
+            raise errors.bad_request("deleteOptions must be an object")
+        await self._delete_one(Target(t.rd, t.namespace, t.name, None), opts)
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "code": 201}, 201)
 
     # -- delete --------------------------------------------------------------------------------------
 

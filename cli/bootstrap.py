@@ -8,6 +8,7 @@ each process at its file. Existing files are kept (a certificate is re-issued on
 missing), so running it again is harmless.
 
     DIR/pki/{ca,apiserver,kubelet}.{crt,key}
+    DIR/pki/sa.{key,pub}                ServiceAccount token signing key pair (apiserver)
     DIR/tokens.csv                      token,user,uid,"groups" (--token-auth-file)
     DIR/kubeconfigs/<identity>.kubeconfig   kube-controller-manager, kube-scheduler, node, kube-proxy, ...
     DIR/admin.kubeconfig
@@ -18,7 +19,7 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apiserver.pki import COMPONENTS, ensure_pki, ensure_serving_cert, ensure_tokens
+from apiserver.pki import COMPONENTS, ensure_pki, ensure_service_account_key, ensure_serving_cert, ensure_tokens
 from client.kubeconfig import write_kubeconfig
 
 HELP = "write a cluster's certificates, tokens and kubeconfigs into a directory (kept if present)"
@@ -57,6 +58,10 @@ class Credentials:
         """The kubeconfig of `identity` (`system:kube-scheduler` or its stem `kube-scheduler`)."""
         return self.dir / "kubeconfigs" / f"{kubeconfig_name(identity)}.kubeconfig"
 
+    @property
+    def service_account_key(self) -> Path:
+        return self.pki / "sa.key"
+
     def cert(self, name: str) -> tuple[Path, Path]:
         """(certificate, key) of a serving certificate: `apiserver` or `kubelet`."""
         return self.pki / f"{name}.crt", self.pki / f"{name}.key"
@@ -68,6 +73,7 @@ def ensure_credentials(directory: Path, server: str, *, apiserver_hosts: list[st
     directory.mkdir(parents=True, exist_ok=True)
     pki = ensure_pki(directory / "pki", list(apiserver_hosts))
     ensure_serving_cert(directory / "pki", "kubelet", ["127.0.0.1", *kubelet_hosts])
+    ensure_service_account_key(directory / "pki")
     creds = Credentials(directory, server, ensure_tokens(directory / "tokens.csv"))
     ca_pem = pki["ca"].read_bytes()
     for identity in COMPONENTS:

@@ -111,11 +111,14 @@ def run(args: argparse.Namespace) -> int:
             "apiserver", "--etcd-servers", etcd.url, "--secure-port", str(args.secure_port),
             "--bind-address", args.bind_address, "--advertise-address", host,
             "--tls-cert-file", str(api_cert), "--tls-private-key-file", str(api_key),
-            "--token-auth-file", str(creds.token_file), "--kubelet-certificate-authority", str(creds.ca)],
+            "--token-auth-file", str(creds.token_file), "--kubelet-certificate-authority", str(creds.ca),
+            "--service-account-signing-key-file", str(creds.service_account_key),
+            "--service-cluster-ip-range", args.service_cluster_ip_range],
             logs / "apiserver.log"),
         Child("controller-manager", minik8s + [
             "controller-manager", "--kubeconfig", cfg("kube-controller-manager"),
-            "--health-port", str(args.controller_manager_health_port), "--cluster-cidr", args.cluster_cidr],
+            "--health-port", str(args.controller_manager_health_port), "--cluster-cidr", args.cluster_cidr,
+            "--root-ca-file", str(creds.ca)],
             logs / "controller-manager.log"),
         Child("scheduler", minik8s + [
             "scheduler", "--kubeconfig", cfg("kube-scheduler"), "--health-port", str(args.scheduler_health_port)],

@@ -433,7 +433,8 @@ class Lab:
             "apiserver", "--etcd-servers", etcd_url, "--secure-port", str(APISERVER_PORT), "--bind-address",
             self._cp_ip, "--advertise-address", self._cp_ip, "--tls-cert-file", str(cert),
             "--tls-private-key-file", str(key), "--token-auth-file", str(creds.token_file),
-            "--kubelet-certificate-authority", str(creds.ca), "--service-cluster-ip-range", st.service_cidr])
+            "--kubelet-certificate-authority", str(creds.ca), "--service-cluster-ip-range", st.service_cidr,
+            "--service-account-signing-key-file", str(creds.service_account_key)])
         ctx = ssl.create_default_context(cafile=str(creds.ca))
         _wait(lambda: self._alive("apiserver") and _http_ok(self.api_server + "/readyz", ctx), 60, "apiserver ready",
               self._log_tail("apiserver"))
@@ -441,6 +442,7 @@ class Lab:
                     "--leader-elect-retry-period", "0.5"]
         self._spawn("controller-manager", cp, py + [
             "controller-manager", "--kubeconfig", str(creds.kubeconfig("kube-controller-manager")),
+            "--root-ca-file", str(creds.ca),
             "--cluster-cidr", st.cluster_cidr, *election])
         self._spawn("scheduler", cp, py + ["scheduler", "--kubeconfig", str(creds.kubeconfig("kube-scheduler")),
                                            *election])
