@@ -2,7 +2,8 @@
 
 It speaks the same wire format as the real apiserver for the parts clients lean on — get, paginated
 list, create (AlreadyExists), update with resourceVersion precondition (Conflict), `/status`, merge and
-JSON patch, delete (finalizers, preconditions), delete-collection, `pods/binding`, and watch with replay
+JSON patch, delete (finalizers, preconditions), delete-collection, `pods/binding`, `serviceaccounts/<name>/token`
+(a TokenRequest answered with a fake token, see `issued_tokens`), and watch with replay
 from a resourceVersion, BOOKMARKs, `timeoutSeconds` and 410 Expired for compacted history — so
 controllers and client code can be tested through the real `AsyncClient`/`Client` without a server:
 
@@ -24,6 +25,7 @@ import asyncio
 import base64
 import copy
 import itertools
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
@@ -61,6 +63,8 @@ class FakeAPIServer:
         self.down = False
         self._watchers: list[tuple[ResourceDef, dict[str, str], str | None, asyncio.Queue[Any]]] = []
         self._uids = (str(uuid.UUID(int=i)) for i in itertools.count(1))
+        self.clock: Callable[[], float] = time.time    # what TokenRequest expirations are counted from
+        self.issued_tokens: list[tuple[str, Obj]] = []  # (token, TokenRequest spec) in the order issued
 
     # -- clients -----------------------------------------------------------------------------------
 
@@ -140,6 +144,8 @@ class FakeAPIServer:
             return _ok(self._delete(rd, ns, name, body or {}))
         elif method == "POST" and rd.plural == "pods" and sub == "binding":
             return _ok(self._bind(ns, name, body), 201)
+        elif method == "POST" and rd.plural == "serviceaccounts" and sub == "token":
+            return _ok(self._token_request(rd, ns, name, body), 201)
         raise errors.method_not_allowed(f"fake apiserver: {method} {request.url.path} is not supported")
 
     def _parse_path(self, path: str) -> tuple[ResourceDef, str | None, str | None, str | None]:
@@ -274,6 +280,19 @@ class FakeAPIServer:
         pod["spec"]["nodeName"] = binding["target"]["name"]
         self._store(pods, pod, "MODIFIED")
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+    def _token_request(self, rd: ResourceDef, ns: str | None, name: str, request: Obj) -> Obj:
+        """A TokenRequest for an existing ServiceAccount: a unique fake token, expiring as asked."""
+        self._get(rd, ns, name)
+        spec = dict((request or {}).get("spec") or {})
+        spec.setdefault("expirationSeconds", 3600)
+        token = f"fake-token-{ns}-{name}-{len(self.issued_tokens) + 1}"
+        self.issued_tokens.append((token, copy.deepcopy(spec)))
+        expires = datetime.fromtimestamp(self.clock() + int(spec["expirationSeconds"]), timezone.utc)
+        return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
+                "spec": spec, "status": {"token": token,
+                                         "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}}
 
     # -- reads -------------------------------------------------------------------------------------
 

@@ -175,6 +175,11 @@ def referenced_objects(pod: Obj) -> set[tuple[str, str]]:
             refs.add(("configmaps", v["configMap"].get("name", "")))
         if "secret" in v:
             refs.add(("secrets", v["secret"].get("secretName", "")))
+        for source in (v.get("projected") or {}).get("sources") or []:
+            if source.get("configMap") is not None:
+                refs.add(("configmaps", source["configMap"].get("name", "")))
+            if source.get("secret") is not None:
+                refs.add(("secrets", source["secret"].get("name", "")))
     return refs
 
 

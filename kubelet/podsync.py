@@ -31,7 +31,7 @@ from api.errors import APIError
 from client.events import EventRecorder
 from client.rest import AsyncClient, is_conflict, is_not_found
 from kubelet import containers as C
-from kubelet import volumes
+from kubelet import downwardapi, termination, volumes
 from kubelet.backoff import Backoff
 from kubelet.envvars import ConfigError, command_line, container_env
 from kubelet.observed import APP, INIT, ContainerInfo, PodObserved
@@ -40,6 +40,7 @@ from kubelet.podworkers import DONE
 from kubelet.probes import Handlers, ProbeManager
 from kubelet.runtime import ImageError, Runtime
 from kubelet.status import compute_pod_status
+from kubelet.tokens import TokenError, TokenManager, key_for, token_sources
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ class PodSyncer:
                  pods: dict[str, Obj], lookup: Callable[[Obj], Awaitable[dict[tuple[str, str], Obj | None]]],
                  cluster_dns: str, cluster_domain: str, backoff_base: float = 10.0,
                  sandbox_image: str = C.SANDBOX_IMAGE, start_parallelism: int = 16,
-                 services: Callable[[], list[Obj]] = list) -> None:
+                 services: Callable[[], list[Obj]] = list, tokens: TokenManager | None = None) -> None:
         self.client = client
+        self.tokens = tokens or TokenManager(client)
         self.runtime = runtime
         self.network = network
         self.recorder = recorder
@@ -106,6 +108,8 @@ class PodSyncer:
         self.waiting: dict[str, dict[str, tuple[str, str]]] = {}
         self.last_status: dict[str, Obj] = {}
         self.last_pod: dict[str, Obj] = {}
+        self.mount_errors: dict[str, str] = {}
+        self.messages: dict[str, dict[str, str]] = {}     # pod uid -> container id -> termination message
         try:
             self.host_resolv = Path("/etc/resolv.conf").read_text()
         except OSError:
@@ -163,9 +167,12 @@ class PodSyncer:
         sandbox_id = sandbox.id if sandbox is not None and sandbox.running else None
         volume_paths: dict[str, Path] | None = None
         if not actions.done:
-            volume_paths = await self._volumes(pod)
+            volume_paths = await self._volumes(pod, pod_ip)
             if volume_paths is None:
                 wake.append(CONFIG_RETRY)
+            refresh = self.tokens.next_refresh([key_for(pod, s) for s in token_sources(pod)])
+            if refresh is not None:
+                wake.append(refresh)
         if (actions.create_sandbox or actions.start) and volume_paths is not None:
             # At most `start_parallelism` pods start containers at once: with a burst of pods, the first
             # ones get going instead of every pod's first step queueing before anyone's second step.
@@ -177,6 +184,8 @@ class PodSyncer:
                     new_sandbox, pod_ip = await self._create_sandbox(pod, actions.sandbox_attempt)
                     created.append(new_sandbox)
                     sandbox_id = new_sandbox.id
+                    if downwardapi.uses_pod_ip(pod):
+                        volume_paths = await self._volumes(pod, pod_ip) or volume_paths
                 for start in actions.start if sandbox_id else []:
                     result = await self._start_container(pod, start, observed, sandbox_id, pod_ip, volume_paths)
                     if isinstance(result, ContainerInfo):
@@ -205,9 +214,10 @@ class PodSyncer:
         self.probes.sync(pod, observed, pod_ip)
         sandbox = observed.sandbox()
         status = compute_pod_status(
-            pod, observed, now=time.time(), waiting=waiting, ready=self.probes.ready, started=self.probes.started,
-            pod_ip=pod_ip, host_ip=self.node_ip, sandbox_ready=bool(sandbox and sandbox.running and pod_ip),
-            done=actions.done)
+            pod, observed, now=time.time(), waiting=self._waiting_with_mount_error(pod, waiting),
+            ready=self.probes.ready, started=self.probes.started, pod_ip=pod_ip, host_ip=self.node_ip,
+            sandbox_ready=bool(sandbox and sandbox.running and pod_ip), done=actions.done,
+            messages=await self._termination_messages(pod, observed))
         await self._write_status(pod, status)
         return min(wake) if wake else None
 
@@ -250,16 +260,59 @@ class PodSyncer:
                                                  host_resolv_conf=self.host_resolv))
         return [f"{hosts}:/etc/hosts", f"{resolv}:/etc/resolv.conf"]
 
-    async def _volumes(self, pod: Obj) -> dict[str, Path] | None:
+    async def _volumes(self, pod: Obj, pod_ip: str | None) -> dict[str, Path] | None:
+        """Set up the pod's volumes; None (with a FailedMount event) when one cannot be, for now."""
+        uid = pod["metadata"]["uid"]
         if not (pod.get("spec") or {}).get("volumes"):
             return {}
         objs = await self.lookup(pod)
         try:
-            return await asyncio.to_thread(volumes.setup, self.root_dir, pod,
-                                           lambda kind, ns, name: objs.get((kind, name)))
-        except (volumes.VolumeError, OSError) as e:
-            self.recorder.event(_ref(pod), "Warning", "FailedMount", f"MountVolume.SetUp failed: {e}")
+            tokens = {}
+            for source in token_sources(pod):
+                key = key_for(pod, source)
+                tokens[key] = await self.tokens.get(key, pod["metadata"].get("name", ""))
+            paths = await asyncio.to_thread(
+                volumes.setup, self.root_dir, pod, lambda kind, ns, name: objs.get((kind, name)),
+                pod_ip=pod_ip or (pod.get("status") or {}).get("podIP"), host_ip=self.node_ip, tokens=tokens)
+        except (volumes.VolumeError, TokenError, OSError) as e:
+            message = f"MountVolume.SetUp failed: {e}"
+            if self.mount_errors.get(uid) != message:
+                logger.warning("pod %s: %s", _name(pod), message)
+            self.mount_errors[uid] = message
+            self.recorder.event(_ref(pod), "Warning", "FailedMount", message)
             return None
+        self.mount_errors.pop(uid, None)
+        return paths
+
+    def _waiting_with_mount_error(self, pod: Obj, waiting: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+        """Containers held back by a volume that cannot be set up say why (Kubernetes only has the event)."""
+        message = self.mount_errors.get(pod["metadata"]["uid"])
+        if message is None:
+            return waiting
+        spec = pod.get("spec") or {}
+        inits = spec.get("initContainers") or []
+        held = {c["name"]: ("ContainerCreating", message) for c in inits}
+        held.update({c["name"]: ("PodInitializing" if inits else "ContainerCreating", message)
+                     for c in spec.get("containers") or []})
+        return {**held, **waiting}
+
+    async def _termination_messages(self, pod: Obj, observed: PodObserved) -> dict[str, str]:
+        """Container id -> termination message of the pod's exited containers (read once per container)."""
+        uid = pod["metadata"]["uid"]
+        known = self.messages.setdefault(uid, {})
+        base = volumes.pod_dir(self.root_dir, uid)
+        for c in observed.containers:
+            if c.running or c.finished_at is None or c.id in known:
+                continue
+            spec = _spec_of(pod, c.name) or {}
+            message = termination.read_tail(termination.message_file(base, c.name, c.attempt))
+            if termination.wants_logs(spec, message, c.exit_code):
+                message = termination.from_logs(await self.runtime.tail_logs(c.id, termination.MAX_LOG_LINES))
+            known[c.id] = termination.decode(message)
+        ids = {c.id for c in observed.containers}
+        for cid in [cid for cid in known if cid not in ids]:
+            del known[cid]
+        return known
 
     # -- containers ------------------------------------------------------------------------------
 
@@ -323,7 +376,10 @@ class PodSyncer:
                                 host_ip=self.node_ip, service_env=self.service_env(pod))
             # Two small local files: written inline rather than queued behind Docker calls in the thread pool.
             binds = volumes.binds(spec, volume_paths) + self._write_pod_files(pod, pod_ip)
-        except (ConfigError, volumes.VolumeError) as e:
+            message_bind = termination.prepare(volumes.pod_dir(self.root_dir, uid), spec, start.attempt)
+            if message_bind is not None:
+                binds.append(message_bind)
+        except (ConfigError, volumes.VolumeError, OSError) as e:
             waiting[start.name] = ("CreateContainerConfigError", str(e))
             self.recorder.event(_ref(pod), "Warning", "Failed", f"Error: {e}")
             return CONFIG_RETRY
@@ -404,6 +460,9 @@ class PodSyncer:
         self.pull_backoff.forget(uid)
         self.waiting.pop(uid, None)
         self.last_status.pop(uid, None)
+        self.mount_errors.pop(uid, None)
+        self.messages.pop(uid, None)
+        self.tokens.forget_pod(uid)
 
     async def _delete_from_api(self, pod: Obj) -> None:
         meta = pod["metadata"]

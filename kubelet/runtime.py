@@ -242,6 +242,16 @@ class Runtime:
         """Run `command` in the container; raises asyncio.TimeoutError after `timeout` seconds."""
         return await asyncio.wait_for(asyncio.to_thread(self._exec, cid, command), timeout)
 
+    def _tail_logs(self, cid: str, lines: int) -> bytes:
+        try:
+            return self.api.logs(cid, stdout=True, stderr=True, tail=lines)
+        except docker.errors.NotFound:
+            return b""
+
+    async def tail_logs(self, cid: str, lines: int) -> bytes:
+        """The last `lines` lines of the container's output (stdout and stderr interleaved)."""
+        return await asyncio.to_thread(self._tail_logs, cid, lines)
+
     async def ping(self) -> bool:
         try:
             return bool(await asyncio.to_thread(self.api.ping))

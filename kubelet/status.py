@@ -5,7 +5,8 @@ Pure: it takes the pod, its containers (`observed.PodObserved`), why containers 
 those), probe results per container id, and the pod/host IPs; it returns the whole `status` dict.
 
 - Container statuses: the newest incarnation gives `state` (running / terminated with Completed, Error,
-  OOMKilled or StartError / waiting), the one before it `lastState`; `restartCount` is the newest attempt.
+  OOMKilled or StartError, and the termination message by container id from `messages` / waiting),
+  the one before it `lastState`; `restartCount` is the newest attempt.
   A dead container that is going to be restarted shows the waiting reason it waits for, with its last
   termination in `lastState`. Before anything ran: ContainerCreating, or PodInitializing when the pod
   has init containers.
@@ -32,7 +33,7 @@ def rfc3339(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def terminated_state(c: ContainerInfo) -> Obj:
+def terminated_state(c: ContainerInfo, message: str = "") -> Obj:
     if c.oom_killed:
         reason = "OOMKilled"
     elif c.error:
@@ -43,8 +44,8 @@ def terminated_state(c: ContainerInfo) -> Obj:
         reason = "Error"
     exit_code = c.exit_code if c.exit_code is not None else 128
     state: Obj = {"exitCode": exit_code, "reason": reason, "containerID": f"docker://{c.id}"}
-    if c.error:
-        state["message"] = c.error
+    if c.error or message:
+        state["message"] = c.error or message
     if c.started_at:
         state["startedAt"] = rfc3339(c.started_at)
     if c.finished_at:
@@ -53,8 +54,10 @@ def terminated_state(c: ContainerInfo) -> Obj:
 
 
 def container_status(spec: Obj, observed: PodObserved, *, default_reason: str, waiting: tuple[str, str] | None,
-                     ready: dict[str, bool], started: dict[str, bool], done: bool) -> Obj:
+                     ready: dict[str, bool], started: dict[str, bool], done: bool,
+                     messages: dict[str, str] | None = None) -> Obj:
     name = spec["name"]
+    messages = messages or {}
     c, prev = observed.latest(name), observed.previous(name)
     status: Obj = {"name": name, "image": spec.get("image", ""), "imageID": "", "restartCount": 0,
                    "ready": False, "started": False, "state": {}, "lastState": {}}
@@ -68,15 +71,15 @@ def container_status(spec: Obj, observed: PodObserved, *, default_reason: str, w
         status["ready"] = bool(ready.get(c.id)) and not done
         status["started"] = bool(started.get(c.id))
         if prev is not None and not prev.running:
-            status["lastState"] = terminated_state(prev)
+            status["lastState"] = terminated_state(prev, messages.get(prev.id, ""))
     elif waiting is not None and not done:
         reason, message = waiting
         status["state"] = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
-        status["lastState"] = terminated_state(c)
+        status["lastState"] = terminated_state(c, messages.get(c.id, ""))
     else:
-        status["state"] = terminated_state(c)
+        status["state"] = terminated_state(c, messages.get(c.id, ""))
         if prev is not None and not prev.running:
-            status["lastState"] = terminated_state(prev)
+            status["lastState"] = terminated_state(prev, messages.get(prev.id, ""))
     return status
 
 
@@ -173,11 +176,11 @@ def _conditions(pod: Obj, phase: str, init_statuses: list[Obj], statuses: list[O
 
 def compute_pod_status(pod: Obj, observed: PodObserved, *, now: float, waiting: dict[str, tuple[str, str]],
                        ready: dict[str, bool], started: dict[str, bool], pod_ip: str | None, host_ip: str,
-                       sandbox_ready: bool, done: bool = False) -> Obj:
+                       sandbox_ready: bool, done: bool = False, messages: dict[str, str] | None = None) -> Obj:
     spec, old = pod.get("spec") or {}, pod.get("status") or {}
     inits: list[Obj] = spec.get("initContainers") or []
     default_reason = "PodInitializing" if inits else "ContainerCreating"
-    kw = {"default_reason": default_reason, "ready": ready, "started": started, "done": done}
+    kw = {"default_reason": default_reason, "ready": ready, "started": started, "done": done, "messages": messages}
     init_statuses = [container_status(c, observed, waiting=waiting.get(c["name"]), **kw) for c in inits]
     for s in init_statuses:
         # An init container that finished is "ready" in Kubernetes' sense (it did its job).

@@ -12,6 +12,11 @@ container of the pod mounts the same directory and sees the others' writes:
   a `..data` symlink is swapped to it with one rename, and the visible names are symlinks through
   `..data`. A running container therefore sees either the old or the new set of files, never a mix, and
   updates reach it without a restart (as in Kubernetes; subPath mounts do not follow updates).
+- downwardAPI: the pod's own fields and its containers' resources as files (`downwardapi.py`), through
+  the same AtomicWriter, so label and annotation changes reach running containers.
+- projected: configMap, secret, downwardAPI and serviceAccountToken sources merged into one directory
+  (one AtomicWriter), `defaultMode` for every file unless an item has its own `mode`. Tokens are fetched
+  by the caller beforehand (`tokens.py` talks to the apiserver) and passed in by `tokens.TokenKey`.
 
 `setup` is idempotent and cheap when nothing changed, so the pod worker calls it on every sync; that is
 how ConfigMap/Secret updates propagate. `teardown` unmounts and removes the pod's directory.
@@ -30,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from api.quantity import memory_bytes
+from kubelet import downwardapi
+from kubelet.envvars import ConfigError
+from kubelet.tokens import TokenKey, key_for
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +59,8 @@ def volume_dir(root: Path, uid: str, plugin: str, name: str) -> Path:
     return pod_dir(root, uid) / "volumes" / f"kubernetes.io~{plugin}" / name
 
 
-def payload(kind: str, obj: Obj | None, source: Obj) -> dict[str, tuple[bytes, int]]:
-    """relative path -> (content, mode) for a configMap/secret volume."""
+def payload(kind: str, obj: Obj | None, source: Obj, default_mode: int | None = None) -> dict[str, tuple[bytes, int]]:
+    """relative path -> (content, mode) for a configMap/secret volume (or projection)."""
     if obj is None:
         return {}
     if kind == "secrets":
@@ -61,7 +69,7 @@ def payload(kind: str, obj: Obj | None, source: Obj) -> dict[str, tuple[bytes, i
     else:
         data = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
         data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
-    mode = source.get("defaultMode")
+    mode = source.get("defaultMode") if default_mode is None else default_mode
     mode = 0o644 if mode is None else int(mode)
     items = source.get("items")
     if not items:
@@ -170,8 +178,57 @@ def _check_host_path(path: Path, kind: str) -> None:
             raise VolumeError(f"hostPath type check failed: {path} {why}")
 
 
-def setup(root: Path, pod: Obj, lookup: Lookup) -> dict[str, Path]:
-    """Prepare every volume of `pod`; returns volume name -> host path to bind."""
+def _object(kind: str, name: str, namespace: str, optional: bool, lookup: Lookup) -> Obj | None:
+    obj = lookup(kind, namespace, name)
+    if obj is None and not optional:
+        raise VolumeError(f"{'configmap' if kind == 'configmaps' else 'secret'} \"{name}\" not found")
+    return obj
+
+
+def _mode(source: Obj) -> int:
+    mode = source.get("defaultMode")
+    return 0o644 if mode is None else int(mode)
+
+
+def _downward(pod: Obj, source: Obj, default_mode: int, pod_ip: str | None,
+              host_ip: str) -> dict[str, tuple[bytes, int]]:
+    try:
+        return downwardapi.files(pod, source.get("items") or [], default_mode=default_mode, pod_ip=pod_ip,
+                                 host_ip=host_ip)
+    except ConfigError as e:
+        raise VolumeError(str(e)) from e
+
+
+def projected_payload(pod: Obj, source: Obj, lookup: Lookup, *, pod_ip: str | None = None, host_ip: str = "",
+                      tokens: dict[TokenKey, str] | None = None) -> dict[str, tuple[bytes, int]]:
+    """relative path -> (content, mode) of a projected volume: its sources merged, in order."""
+    namespace = (pod.get("metadata") or {}).get("namespace", "default")
+    mode = _mode(source)
+    out: dict[str, tuple[bytes, int]] = {}
+    for s in source.get("sources") or []:
+        if s.get("configMap") is not None or s.get("secret") is not None:
+            kind = "configmaps" if s.get("configMap") is not None else "secrets"
+            src = s.get("configMap") if kind == "configmaps" else s.get("secret")
+            obj = _object(kind, src.get("name") or "", namespace, bool(src.get("optional")), lookup)
+            out.update(payload(kind, obj, src, mode))
+        elif s.get("downwardAPI") is not None:
+            out.update(_downward(pod, s["downwardAPI"], mode, pod_ip, host_ip))
+        elif s.get("serviceAccountToken") is not None:
+            sat = s["serviceAccountToken"]
+            token = (tokens or {}).get(key_for(pod, sat))
+            if token is None:
+                raise VolumeError(f"no token for serviceAccountToken projection {sat.get('path')!r}")
+            out[sat.get("path") or "token"] = (token.encode(), mode)
+        elif s.get("clusterTrustBundle") is not None:
+            raise VolumeError("clusterTrustBundle projections are not supported")
+    return out
+
+
+def setup(root: Path, pod: Obj, lookup: Lookup, *, pod_ip: str | None = None, host_ip: str = "",
+          tokens: dict[TokenKey, str] | None = None) -> dict[str, Path]:
+    """Prepare every volume of `pod`; returns volume name -> host path to bind.
+
+    `pod_ip`/`host_ip` feed downward API files; `tokens` holds the serviceAccountToken projections' tokens."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     uid, namespace = meta.get("uid", ""), meta.get("namespace", "default")
     paths: dict[str, Path] = {}
@@ -185,13 +242,23 @@ def setup(root: Path, pod: Obj, lookup: Lookup) -> dict[str, Path]:
             kind = "configmaps" if "configMap" in v else "secrets"
             source = v.get("configMap") or v.get("secret") or {}
             obj_name = source.get("name") if kind == "configmaps" else source.get("secretName")
-            obj = lookup(kind, namespace, obj_name or "")
-            if obj is None and not source.get("optional"):
-                raise VolumeError(f"{'configmap' if kind == 'configmaps' else 'secret'} \"{obj_name}\" not found")
+            obj = _object(kind, obj_name or "", namespace, bool(source.get("optional")), lookup)
             target = volume_dir(root, uid, "configmap" if kind == "configmaps" else "secret", name)
             if AtomicWriter(target).write(payload(kind, obj, source)):
                 logger.info("pod %s/%s: volume %s written from %s %s", namespace, meta.get("name"), name,
                             kind[:-1], obj_name)
+            paths[name] = target
+        elif v.get("downwardAPI") is not None:
+            target = volume_dir(root, uid, "downward-api", name)
+            files = _downward(pod, v["downwardAPI"], _mode(v["downwardAPI"]), pod_ip, host_ip)
+            if AtomicWriter(target).write(files):
+                logger.info("pod %s/%s: downwardAPI volume %s written", namespace, meta.get("name"), name)
+            paths[name] = target
+        elif v.get("projected") is not None:
+            target = volume_dir(root, uid, "projected", name)
+            files = projected_payload(pod, v["projected"], lookup, pod_ip=pod_ip, host_ip=host_ip, tokens=tokens)
+            if AtomicWriter(target).write(files):
+                logger.info("pod %s/%s: projected volume %s written", namespace, meta.get("name"), name)
             paths[name] = target
         elif "emptyDir" in v or len(v) == 1:
             source = v.get("emptyDir") or {}
