@@ -2,14 +2,15 @@
 
 It makes the cluster's certificates and per-component tokens on first start (kept in the data
 directory, so a second `up` on the same directory keeps every object and credential), starts etcd,
-then the apiserver and every other component (controller-manager, scheduler, a kubelet and a
-kube-proxy for this machine), waits for the API to be ready, writes
+then the apiserver and every other component (controller-manager, scheduler, a kubelet, a kube-proxy
+and cluster DNS for this machine), waits for the API to be ready, writes
 `admin.kubeconfig`, and supervises: a child that dies is restarted; Ctrl-C or SIGTERM stops all of them
 in reverse order.
 """
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 import socket
@@ -50,6 +51,55 @@ class Child:
                 self.proc.wait()
 
 
+class ClusterDNS:
+    """Cluster DNS for `up`, started once pods can reach it.
+
+    Pods reach the host at their bridge's gateway (the first address of the node's podCIDR), so DNS
+    listens there and the selector-less `kube-system/kube-dns` Service (10.96.0.10) gets that address as
+    its endpoint (clusterdns/manifest.py). Both exist only after the controller-manager gave the node a
+    podCIDR and the kubelet put the address on the bridge; `poll()` checks at most once a second and
+    returns the DNS child when it has started it."""
+
+    def __init__(self, cmd: list[str], admin_kubeconfig: Path, node_name: str, port: int, log: Path) -> None:
+        self.cmd, self.admin_kubeconfig, self.node_name, self.port, self.log = cmd, admin_kubeconfig, node_name, port, log
+        self.started = False
+        self._next_check = 0.0
+
+    def poll(self) -> Child | None:
+        if self.started or time.monotonic() < self._next_check:
+            return None
+        self._next_check = time.monotonic() + 1.0
+        from api.errors import APIError
+        from client.kubeconfig import Config
+        from client.rest import TRANSPORT_ERRORS, Client
+        from clusterdns.manifest import ensure_kube_dns_service
+
+        try:
+            with Client(Config.from_kubeconfig(self.admin_kubeconfig)) as client:
+                node = client.get_or_none("nodes", self.node_name)
+                cidr = ((node or {}).get("spec") or {}).get("podCIDR")
+                if not cidr:
+                    return None
+                gateway = str(next(ipaddress.ip_network(cidr, strict=False).hosts()))
+                if not _local_address(gateway):
+                    return None
+                ensure_kube_dns_service(client, [gateway], port=self.port)
+        except (APIError, *TRANSPORT_ERRORS) as e:
+            print(f"cluster DNS not started yet: {e}", flush=True)
+            return None
+        child = Child("dns", self.cmd + ["--bind", gateway, "--port", str(self.port), "--health-port", "0"], self.log)
+        child.start()
+        self.started = True
+        return child
+
+
+def _local_address(ip: str) -> bool:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return bool(ipr.get_addr(address=ip))
+
+
 def wait_ready(url: str, ca: Path, timeout: float = 30) -> None:
     ctx = ssl.create_default_context(cafile=str(ca))
     deadline = time.monotonic() + timeout
@@ -86,6 +136,9 @@ def add_arguments(u: argparse.ArgumentParser) -> None:
     u.add_argument("--proxy-mode", choices=("iptables", "nftables", "none"), default="iptables",
                    help="how kube-proxy programs Services on this machine (none: no kube-proxy)")
     u.add_argument("--proxy-health-port", type=int, default=10256)
+    u.add_argument("--cluster-dns", action=argparse.BooleanOptionalAction, default=True,
+                   help="run cluster DNS (kube-dns at 10.96.0.10) on the node bridge's gateway address")
+    u.add_argument("--dns-port", type=int, default=53)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
     if args.proxy_mode != "none":
         children.append(Child("proxy", proxy_cmd + ["--healthz-port", str(args.proxy_health_port),
                                                     "--healthz-bind-address", "127.0.0.1"], logs / "proxy.log"))
+    dns = ClusterDNS(minik8s + ["dns", "--kubeconfig", cfg("minik8s-dns")], creds.admin_kubeconfig, node_name,
+                     args.dns_port, logs / "dns.log") if args.cluster_dns and args.proxy_mode != "none" else None
     stopping = False
 
     def stop(*_):
@@ -156,6 +211,9 @@ def run(args: argparse.Namespace) -> int:
               f"-H \"Authorization: Bearer {token_cmd}\" {server}/api/v1/namespaces", flush=True)
         while not stopping:
             time.sleep(0.2)
+            started = dns.poll() if dns is not None else None
+            if started is not None:
+                children.append(started)
             for c in children:
                 if c.proc and c.proc.poll() is not None and not stopping:
                     c.restarts += 1

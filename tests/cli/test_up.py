@@ -18,11 +18,12 @@ BRIDGE = f"mkup{os.getpid() % 10000}"
 
 
 def start_up(data: Path, etcd_port: int, peer_port: int, api_port: int, *ports: int) -> tuple[subprocess.Popen, str]:
-    kubelet, cm, sched, proxy = ports
+    kubelet, cm, sched, proxy, dns = ports
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--data-dir", str(data), "--etcd-port",
                              str(etcd_port), "--etcd-peer-port", str(peer_port), "--secure-port", str(api_port),
                              "--kubelet-port", str(kubelet), "--controller-manager-health-port", str(cm),
                              "--scheduler-health-port", str(sched), "--proxy-health-port", str(proxy),
+                             "--dns-port", str(dns),
                              "--bridge", BRIDGE, "--node-name", "up-node",
                              "--cluster-cidr", "10.244.0.0/16"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -71,7 +72,7 @@ def remove_node_network(data: Path) -> None:
 
 
 def test_up_starts_a_cluster_stops_cleanly_and_keeps_objects(tmp_path):
-    ports = [free_port() for _ in range(7)]
+    ports = [free_port() for _ in range(8)]
     proc, line = start_up(tmp_path, *ports)
     try:
         assert "curl" in line and f"https://127.0.0.1:{ports[2]}" in line
@@ -116,11 +117,20 @@ def test_up_starts_a_cluster_stops_cleanly_and_keeps_objects(tmp_path):
                 except httpx.HTTPError:
                     return None
             assert wait_for(via_service, 30) == "hello", (tmp_path / "logs" / "proxy.log").read_text()[-2000:]
+            # Cluster DNS runs too: a pod resolves the Service by name through 10.96.0.10.
+            probe = {"metadata": {"name": "dns"}, "spec": {"containers": [{
+                "name": "c", "image": "minik8s/busybox:1.36", "command": ["sh", "-c",
+                    "until nslookup hello.default.svc.cluster.local; do sleep 1; done; sleep 3600"]}]}}
+            assert c.post("/api/v1/namespaces/default/pods", json=probe).status_code == 201
+            resolved = wait_for(lambda: cluster_ip in c.get("/api/v1/namespaces/default/pods/dns/log").text, 60)
+            assert resolved, (c.get("/api/v1/namespaces/default/pods/dns/log").text,
+                              (tmp_path / "logs" / "dns.log").read_text()[-2000:])
+            c.delete("/api/v1/namespaces/default/pods/dns", params={"gracePeriodSeconds": "0"})
             c.delete("/api/v1/namespaces/default/services/hello")
             c.delete("/api/v1/namespaces/default/pods/hello")
             assert wait_for(lambda: c.get("/api/v1/namespaces/default/pods/hello").status_code == 404)
         kids = children_of(proc.pid)
-        assert len(kids) >= 6  # etcd, apiserver, controller-manager, scheduler, kubelet, kube-proxy
+        assert len(kids) >= 7  # etcd, apiserver, controller-manager, scheduler, kubelet, kube-proxy, DNS
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
