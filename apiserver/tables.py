@@ -88,44 +88,184 @@ def _sts(key: str) -> Callable[[Obj], Any]:
     return lambda o: (o.get("status") or {}).get(key, 0)
 
 
+def _spec(o: Obj) -> Obj:
+    return o.get("spec") or {}
+
+
+def _since(ts: str | None) -> str:
+    return age({"metadata": {"creationTimestamp": ts}}) if ts else "<none>"
+
+
+def _labels(selector: Any) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((selector or {}).items())) or "<none>"
+
+
+def _label_selector(selector: Any) -> str:
+    """metav1.FormatLabelSelector: matchLabels as k=v, then matchExpressions."""
+    selector = selector or {}
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for e in selector.get("matchExpressions") or []:
+        op, key, values = e.get("operator"), e.get("key"), ",".join(sorted(e.get("values") or []))
+        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key,
+                      "DoesNotExist": f"!{key}"}.get(op, f"{key} {op} ({values})"))
+    return ",".join(parts) or "<none>"
+
+
+def _workload_spec(o: Obj) -> Obj:
+    """The spec holding the pod template and selector: a CronJob's is its Job template's."""
+    spec = _spec(o)
+    return (spec.get("jobTemplate") or {}).get("spec") or {} if "jobTemplate" in spec else spec
+
+
+def _template_containers(field: str) -> Callable[[Obj], str]:
+    def value(o: Obj) -> str:
+        containers = (((_workload_spec(o).get("template") or {}).get("spec") or {}).get("containers")) or []
+        return ",".join(c.get(field, "") for c in containers)
+    return value
+
+
+def _workload_wide(*, selector: bool = True) -> list[Column]:
+    """The wide columns of workloads: Containers, Images and (but for StatefulSets) Selector."""
+    out: list[Column] = [("Containers", "string", "Names of each container in the template.", 1, _template_containers("name")),
+                         ("Images", "string", "Images referenced by each container in the template.", 1,
+                          _template_containers("image"))]
+    if selector:
+        out.append(("Selector", "string", "", 1, lambda o: _label_selector(_workload_spec(o).get("selector"))))
+    return out
+
+
+def _readiness_gates(p: Obj) -> str:
+    gates = _spec(p).get("readinessGates") or []
+    if not gates:
+        return "<none>"
+    true = {c.get("type") for c in (p.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+    return f'{sum(1 for g in gates if g.get("conditionType") in true)}/{len(gates)}'
+
+
+def _node_roles(n: Obj) -> str:
+    roles = set()
+    for key, value in (n["metadata"].get("labels") or {}).items():
+        if key.startswith("node-role.kubernetes.io/"):
+            roles.add(key.removeprefix("node-role.kubernetes.io/"))
+        elif key == "kubernetes.io/role":
+            roles.add(value)
+    return ",".join(sorted(roles - {""})) or "<none>"
+
+
+def _node_address(kind: str) -> Callable[[Obj], str]:
+    return lambda n: next((a.get("address") for a in (n.get("status") or {}).get("addresses") or []
+                           if a.get("type") == kind), None) or "<none>"
+
+
+def _node_info(key: str) -> Callable[[Obj], str]:
+    return lambda n: ((n.get("status") or {}).get("nodeInfo") or {}).get(key) or "<unknown>"
+
+
+def _job_completions(j: Obj) -> str:
+    spec = _spec(j)
+    if spec.get("completions") is not None:
+        return f'{_sts("succeeded")(j)}/{spec["completions"]}'
+    parallelism = spec.get("parallelism") or 0
+    return f'{_sts("succeeded")(j)}/1 of {parallelism}' if parallelism > 1 else f'{_sts("succeeded")(j)}/1'
+
+
+def _job_duration(j: Obj) -> str:
+    status = j.get("status") or {}
+    start, end = status.get("startTime"), status.get("completionTime")
+    if not start:
+        return ""
+    if not end:
+        return _since(start)
+    return age({"metadata": {"creationTimestamp": start}},
+               datetime.datetime.fromisoformat(end.replace("Z", "+00:00")))
+
+
+def _event_source(e: Obj) -> str:
+    source = e.get("source") or {}
+    component = source.get("component") or e.get("reportingComponent") or ""
+    host = source.get("host") or e.get("reportingInstance") or ""
+    return ", ".join(x for x in (component, host) if x)
+
+
+def _event_first_seen(e: Obj) -> str:
+    ts = e.get("firstTimestamp") or e.get("eventTime")
+    return _since(ts) if ts else "<unknown>"
+
+
+def _event_last_seen(e: Obj) -> str:
+    ts = ((e.get("series") or {}).get("lastObservedTime") or e.get("lastTimestamp"))
+    return _since(ts) if ts else _event_first_seen(e)
+
+
+def _name(o: Obj) -> str:
+    return o["metadata"]["name"]
+
+
+NAME: Column = ("Name", "string", "Name must be unique within a namespace.", 0, _name)
+AGE: Column = ("Age", "string", "CreationTimestamp", 0, age)
+
+# Each kind's columns in the order of Kubernetes' printers (pkg/printers/internalversion/printers.go):
+# Age comes before the priority-1 (wide) columns, which kubectl appends under -o wide.
 COLUMNS: dict[str, list[Column]] = {
-    "Pod": [("Ready", "string", "containers ready", 0, _pod_ready), ("Status", "string", "", 0, _pod_status),
-            ("Restarts", "integer", "", 0, _restarts),
+    "Pod": [NAME, ("Ready", "string", "containers ready", 0, _pod_ready), ("Status", "string", "", 0, _pod_status),
+            ("Restarts", "integer", "", 0, _restarts), AGE,
             ("IP", "string", "", 1, lambda p: (p.get("status") or {}).get("podIP") or "<none>"),
-            ("Node", "string", "", 1, lambda p: (p.get("spec") or {}).get("nodeName") or "<none>")],
-    "Node": [("Status", "string", "", 0, _node_status),
-             ("Version", "string", "", 0, lambda n: ((n.get("status") or {}).get("nodeInfo") or {}).get(
-                 "kubeletVersion", ""))],
-    "Service": [("Type", "string", "", 0, lambda s: (s.get("spec") or {}).get("type", "ClusterIP")),
-                ("Cluster-IP", "string", "", 0, lambda s: (s.get("spec") or {}).get("clusterIP") or "<none>"),
-                ("External-IP", "string", "", 0, _external_ip), ("Port(s)", "string", "", 0, _ports)],
-    "Deployment": [("Ready", "string", "", 0, lambda d: f'{_sts("readyReplicas")(d)}/{(d.get("spec") or {}).get("replicas", 0)}'),
+            ("Node", "string", "", 1, lambda p: _spec(p).get("nodeName") or "<none>"),
+            ("Nominated Node", "string", "", 1, lambda p: (p.get("status") or {}).get("nominatedNodeName") or "<none>"),
+            ("Readiness Gates", "string", "", 1, _readiness_gates)],
+    "Node": [NAME, ("Status", "string", "", 0, _node_status), ("Roles", "string", "", 0, _node_roles), AGE,
+             ("Version", "string", "", 0, lambda n: ((n.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", "")),
+             ("Internal-IP", "string", "", 1, _node_address("InternalIP")),
+             ("External-IP", "string", "", 1, _node_address("ExternalIP")),
+             ("OS-Image", "string", "", 1, _node_info("osImage")),
+             ("Kernel-Version", "string", "", 1, _node_info("kernelVersion")),
+             ("Container-Runtime", "string", "", 1, _node_info("containerRuntimeVersion"))],
+    "Service": [NAME, ("Type", "string", "", 0, lambda s: _spec(s).get("type", "ClusterIP")),
+                ("Cluster-IP", "string", "", 0, lambda s: _spec(s).get("clusterIP") or "<none>"),
+                ("External-IP", "string", "", 0, _external_ip), ("Port(s)", "string", "", 0, _ports), AGE,
+                ("Selector", "string", "", 1, lambda s: _labels(_spec(s).get("selector")))],
+    "Deployment": [NAME, ("Ready", "string", "", 0, lambda d: f'{_sts("readyReplicas")(d)}/{_spec(d).get("replicas", 0)}'),
                    ("Up-to-date", "integer", "", 0, _sts("updatedReplicas")),
-                   ("Available", "integer", "", 0, _sts("availableReplicas"))],
-    "ReplicaSet": [("Desired", "integer", "", 0, lambda r: (r.get("spec") or {}).get("replicas", 0)),
-                   ("Current", "integer", "", 0, _sts("replicas")), ("Ready", "integer", "", 0, _sts("readyReplicas"))],
-    "StatefulSet": [("Ready", "string", "", 0, lambda s: f'{_sts("readyReplicas")(s)}/{(s.get("spec") or {}).get("replicas", 0)}')],
-    "DaemonSet": [("Desired", "integer", "", 0, _sts("desiredNumberScheduled")),
+                   ("Available", "integer", "", 0, _sts("availableReplicas")), AGE, *_workload_wide()],
+    "ReplicaSet": [NAME, ("Desired", "integer", "", 0, lambda r: _spec(r).get("replicas", 0)),
+                   ("Current", "integer", "", 0, _sts("replicas")), ("Ready", "integer", "", 0, _sts("readyReplicas")),
+                   AGE, *_workload_wide()],
+    "StatefulSet": [NAME, ("Ready", "string", "", 0, lambda s: f'{_sts("readyReplicas")(s)}/{_spec(s).get("replicas", 0)}'),
+                    AGE, *_workload_wide(selector=False)],
+    "DaemonSet": [NAME, ("Desired", "integer", "", 0, _sts("desiredNumberScheduled")),
                   ("Current", "integer", "", 0, _sts("currentNumberScheduled")),
-                  ("Ready", "integer", "", 0, _sts("numberReady"))],
-    "Job": [("Status", "string", "", 0, lambda j: next((c["type"] for c in (j.get("status") or {}).get("conditions") or []
-                                                      if c.get("status") == "True"), "Running")),
-            ("Completions", "string", "", 0, lambda j: f'{_sts("succeeded")(j)}/{(j.get("spec") or {}).get("completions", 1)}')],
-    "CronJob": [("Schedule", "string", "", 0, lambda c: (c.get("spec") or {}).get("schedule", "")),
-                ("Suspend", "boolean", "", 0, lambda c: bool((c.get("spec") or {}).get("suspend"))),
-                ("Active", "integer", "", 0, lambda c: len((c.get("status") or {}).get("active") or []))],
-    "Namespace": [("Status", "string", "", 0, lambda n: (n.get("status") or {}).get("phase", "Active"))],
-    "Event": [("Type", "string", "", 0, lambda e: e.get("type", "")), ("Reason", "string", "", 0, lambda e: e.get("reason", "")),
+                  ("Ready", "integer", "", 0, _sts("numberReady")),
+                  ("Up-to-date", "integer", "", 0, _sts("updatedNumberScheduled")),
+                  ("Available", "integer", "", 0, _sts("numberAvailable")),
+                  ("Node Selector", "string", "", 0,
+                   lambda d: _labels(((_spec(d).get("template") or {}).get("spec") or {}).get("nodeSelector"))),
+                  AGE, *_workload_wide()],
+    "Job": [NAME, ("Status", "string", "", 0, lambda j: next((c["type"] for c in (j.get("status") or {}).get("conditions") or []
+                                                            if c.get("status") == "True"), "Running")),
+            ("Completions", "string", "", 0, _job_completions), ("Duration", "string", "", 0, _job_duration), AGE,
+            *_workload_wide()],
+    "CronJob": [NAME, ("Schedule", "string", "", 0, lambda c: _spec(c).get("schedule", "")),
+                ("Timezone", "string", "", 0, lambda c: _spec(c).get("timeZone") or "<none>"),
+                ("Suspend", "boolean", "", 0, lambda c: bool(_spec(c).get("suspend"))),
+                ("Active", "integer", "", 0, lambda c: len((c.get("status") or {}).get("active") or [])),
+                ("Last Schedule", "string", "", 0, lambda c: _since((c.get("status") or {}).get("lastScheduleTime"))),
+                AGE, *_workload_wide()],
+    "Namespace": [NAME, ("Status", "string", "", 0, lambda n: (n.get("status") or {}).get("phase", "Active")), AGE],
+    "Event": [("Last Seen", "string", "", 0, _event_last_seen),
+              ("Type", "string", "", 0, lambda e: e.get("type", "")), ("Reason", "string", "", 0, lambda e: e.get("reason", "")),
               ("Object", "string", "", 0, lambda e: f'{(e.get("involvedObject") or {}).get("kind", "").lower()}/'
                                                   f'{(e.get("involvedObject") or {}).get("name", "")}'),
-              ("Message", "string", "", 0, lambda e: e.get("message", ""))],
+              ("Subobject", "string", "", 1, lambda e: (e.get("involvedObject") or {}).get("fieldPath", "")),
+              ("Source", "string", "", 1, _event_source),
+              ("Message", "string", "", 0, lambda e: e.get("message", "")),
+              ("First Seen", "string", "", 1, _event_first_seen),
+              ("Count", "string", "", 1, lambda e: e.get("count", 0)),
+              ("Name", "string", "", 1, _name)],
 }
 
 
 def table(rd: ResourceDef, objects: list[Obj], resource_version: str, cont: str | None = None) -> Obj:
-    extra = COLUMNS.get(rd.kind, [])
-    columns = [("Name", "string", "Name must be unique within a namespace.", 0, lambda o: o["metadata"]["name"])]
-    columns += extra + [("Age", "string", "CreationTimestamp", 0, age)]
+    columns = COLUMNS.get(rd.kind, [NAME, AGE])
     now = datetime.datetime.now(datetime.timezone.utc)
     rows = []
     for obj in objects:

@@ -99,10 +99,11 @@ control-plane)
     start apiserver minik8s apiserver --etcd-servers http://127.0.0.1:2379 --bind-address 0.0.0.0 \
         --secure-port 6443 --advertise-address "$CP_IP" --service-cluster-ip-range "$SERVICE_CIDR" \
         --tls-cert-file $CREDS/pki/apiserver.crt --tls-private-key-file $CREDS/pki/apiserver.key \
-        --token-auth-file $CREDS/tokens.csv --kubelet-certificate-authority $CREDS/pki/ca.crt
+        --token-auth-file $CREDS/tokens.csv --kubelet-certificate-authority $CREDS/pki/ca.crt \
+        --service-account-signing-key-file $CREDS/pki/sa.key
     start controller-manager minik8s controller-manager \
         --kubeconfig $CREDS/kubeconfigs/kube-controller-manager.kubeconfig --cluster-cidr "$CLUSTER_CIDR" \
-        ${MINIK8S_CONTROLLER_MANAGER_ARGS:-}
+        --root-ca-file $CREDS/pki/ca.crt ${MINIK8S_CONTROLLER_MANAGER_ARGS:-}
     start scheduler minik8s scheduler --kubeconfig $CREDS/kubeconfigs/kube-scheduler.kubeconfig \
         ${MINIK8S_SCHEDULER_ARGS:-}
     # cluster DNS runs on every node: the selector-less kube-dns Service lists the nodes' addresses

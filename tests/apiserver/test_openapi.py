@@ -77,7 +77,7 @@ def test_table_output_for_kubectl_get(http, namespace):
     t = http.get(f"/api/v1/namespaces/{namespace}/pods", headers=accept).json()
     assert t["kind"] == "Table"
     names = [c["name"] for c in t["columnDefinitions"]]
-    assert names[:4] == ["Name", "Ready", "Status", "Restarts"] and names[-1] == "Age"
+    assert names == ["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node", "Nominated Node", "Readiness Gates"]
     assert t["rows"][0]["cells"][:3] == ["t", "0/1", "Pending"]
     assert t["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
     one = http.get(f"/api/v1/namespaces/{namespace}/pods/t", headers=accept).json()

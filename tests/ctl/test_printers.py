@@ -9,11 +9,11 @@ from ctl.printers import OutputFormat, TableOptions, TabWriter, human_duration, 
 
 TABLE = {"kind": "Table", "columnDefinitions": [
     {"name": "Name", "format": "name", "priority": 0}, {"name": "Ready", "priority": 0},
-    {"name": "Restarts", "priority": 0}, {"name": "Node", "priority": 1}, {"name": "Age", "priority": 0}],
+    {"name": "Restarts", "priority": 0}, {"name": "Age", "priority": 0}, {"name": "Node", "priority": 1}],
     "rows": [
-        {"cells": ["web-1", "1/1", 0, "node-a", "5m"],
+        {"cells": ["web-1", "1/1", 0, "5m", "node-a"],
          "object": {"metadata": {"name": "web-1", "namespace": "prod", "labels": {"b": "2", "a": "1"}}}},
-        {"cells": ["db", "0/1", 12, None, "10s"], "object": {"metadata": {"name": "db", "namespace": "dev"}}}]}
+        {"cells": ["db", "0/1", 12, "10s", None], "object": {"metadata": {"name": "db", "namespace": "dev"}}}]}
 
 
 def test_default_columns_aligned_like_kubectl():
@@ -26,9 +26,9 @@ def test_default_columns_aligned_like_kubectl():
 def test_wide_namespace_labels_and_kind_prefix():
     opts = TableOptions(wide=True, namespace_column=True, show_labels=True, kind_prefix="pod")
     rows = table_rows(TABLE, opts)
-    assert rows[0] == ["NAMESPACE", "NAME", "READY", "RESTARTS", "NODE", "AGE", "LABELS"]
-    assert rows[1] == ["prod", "pod/web-1", "1/1", "0", "node-a", "5m", "a=1,b=2"]
-    assert rows[2] == ["dev", "pod/db", "0/1", "12", "<none>", "10s", "<none>"]
+    assert rows[0] == ["NAMESPACE", "NAME", "READY", "RESTARTS", "AGE", "NODE", "LABELS"]
+    assert rows[1] == ["prod", "pod/web-1", "1/1", "0", "5m", "node-a", "a=1,b=2"]
+    assert rows[2] == ["dev", "pod/db", "0/1", "12", "10s", "<none>", "<none>"]
 
 
 def test_no_headers_and_watch_rows_keep_earlier_widths():
