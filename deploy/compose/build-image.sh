@@ -102,8 +102,11 @@ if [ "$FORCE" != 0 ] || ! have "$image"; then
     pip() { "$PYTHON" -m pip wheel -q --disable-pip-version-check "$@" >>"$work/pip.log" 2>&1 ||
         { tail -30 "$work/pip.log" >&2; exit 1; }; }
     pip --no-deps -w "$work/ctx/wheels" "$work/src"
+    # An older minik8s wheel of the same version in the cache would be taken as "already downloaded",
+    # with its old dependency list: only dependency wheels are cached.
+    rm -f "$CACHE_DIR"/wheels/minik8s-*.whl
     pip -w "$CACHE_DIR/wheels" --find-links "$CACHE_DIR/wheels" "$(ls "$work"/ctx/wheels/minik8s-*.whl)"
-    # the dependency wheels only: the cache may hold an older minik8s wheel of the same version
+    rm -f "$CACHE_DIR"/wheels/minik8s-*.whl
     find "$CACHE_DIR/wheels" -name '*.whl' ! -name 'minik8s-*' -exec cp {} "$work/ctx/wheels/" \;
     cp $LAYER_FILES "$work/ctx/"
     DOCKER_BUILDKIT=0 $DOCKER build -q --network none --build-arg "BASE=$base" -t "$image" "$work/ctx" \
