@@ -103,7 +103,7 @@ def test_termination_messages(pods):
         {"name": "custom", "image": BUSYBOX, "terminationMessagePath": "/tmp/why",
          "command": ["sh", "-c", "printf custom > /tmp/why"]},
         {"name": "logs", "image": BUSYBOX, "terminationMessagePolicy": "FallbackToLogsOnError",
-         "command": ["sh", "-c", "echo line1; echo oops >&2; exit 1"]},
+         "command": ["sh", "-c", "echo line1 >&2; echo oops >&2; exit 1"]},
         {"name": "quiet", "image": BUSYBOX, "terminationMessagePolicy": "FallbackToLogsOnError",
          "command": ["sh", "-c", "echo fine"]}],
         restartPolicy="Never")
