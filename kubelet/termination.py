@@ -23,9 +23,10 @@ def message_file(pod_dir: Path, container: str, attempt: int) -> Path:
 
 
 def prepare(pod_dir: Path, spec: Obj, attempt: int) -> str | None:
-    """Create the container's empty message file; its Docker bind, or None when the spec names no path."""
+    """Create the container's empty message file; its Docker bind, or None when the spec names no path
+    (or a volume is mounted there: the volume wins, as two binds on one path would fail the create)."""
     target = spec.get("terminationMessagePath")
-    if not target:
+    if not target or any(m.get("mountPath") == target for m in spec.get("volumeMounts") or []):
         return None
     path = message_file(pod_dir, spec["name"], attempt)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ def test_prepare_makes_an_empty_world_writable_file_per_attempt(tmp_path):
     assert bind == f"{path}:/dev/termination-log"
     assert path.read_bytes() == b"" and path.stat().st_mode & 0o777 == 0o666
     assert termination.prepare(tmp_path, {"name": "app"}, 0) is None
+    mounted = {**spec, "volumeMounts": [{"name": "v", "mountPath": "/dev/termination-log"}]}
+    assert termination.prepare(tmp_path, mounted, 3) is None
 
 
 def test_read_tail_keeps_the_last_4096_bytes(tmp_path):
