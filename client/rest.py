@@ -2,7 +2,9 @@
 
 Both offer the same methods — get/list/list_all/create/update/update_status/patch/delete/
 delete_collection/create_subresource/get_subresource/watch/request — built from the verbs in verbs.py,
-so the two can never drift apart. Objects are plain dicts in Kubernetes JSON.
+so the two can never drift apart. Objects are plain dicts in Kubernetes JSON. `get`, `list` and `watch`
+take `accept=` to ask for another representation (the CLI asks for `as=Table`, the server-side printing
+of `kubectl get`); the blocking client can also stream a subresource's body as it arrives (`logs -f`).
 
 Failure is never silent: a non-2xx answer raises `api.errors.APIError` rebuilt from the Status body
 (branch on `.code` / `.reason`, or use `is_not_found` / `is_conflict`), and connection failures propagate
@@ -123,6 +125,10 @@ def _watch_timeout(config: Config, timeout_seconds: int | None) -> httpx.Timeout
     return httpx.Timeout(config.timeout, read=read)
 
 
+def _headers(req: Request, accept: str | None) -> dict[str, str]:
+    return {**req.headers(), "Accept": accept} if accept else req.headers()
+
+
 def _client_kwargs(config: Config, user_agent: str, max_connections: int) -> dict[str, Any]:
     return {
         "base_url": config.server,
@@ -173,14 +179,14 @@ class AsyncClient:
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout), json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session
 
-    async def _send(self, req: Request) -> Any:
+    async def _send(self, req: Request, accept: str | None = None) -> Any:
         if self._http is not None:
             resp = await self._http.request(req.method, req.path, params=req.params, content=req.body,
-                                            headers=req.headers())
+                                            headers=_headers(req, accept))
             logger.debug("%s %s -> %d", req.method, req.path, resp.status_code)
             return decode(resp)
         async with self._aiohttp().request(req.method, req.path, params=req.params or None, data=req.body,
-                                           headers=req.headers()) as resp:
+                                           headers=_headers(req, accept)) as resp:
             content = await resp.read()
             logger.debug("%s %s -> %d", req.method, req.path, resp.status)
             return decode_body(resp.status, content, resp.headers.get("Content-Type", "application/json"))
@@ -190,8 +196,9 @@ class AsyncClient:
         body = orjson.dumps(json) if json is not None else None
         return await self._send(Request(method, path, params or {}, body, content_type if body else None))
 
-    async def get(self, res: ResourceLike, name: str, namespace: str | None = None) -> Obj:
-        return await self._send(verbs.get(res, name, namespace))
+    async def get(self, res: ResourceLike, name: str, namespace: str | None = None, *,
+                  accept: str | None = None) -> Obj:
+        return await self._send(verbs.get(res, name, namespace), accept)
 
     async def get_or_none(self, res: ResourceLike, name: str, namespace: str | None = None) -> Obj | None:
         try:
@@ -207,10 +214,10 @@ class AsyncClient:
 
     async def list(self, res: ResourceLike, namespace: str | None = None, label_selector: str | None = None,
                    field_selector: str | None = None, limit: int | None = None, continue_: str | None = None,
-                   resource_version: str | None = None) -> Obj:
+                   resource_version: str | None = None, *, accept: str | None = None) -> Obj:
         return await self._send(verbs.list_(res, namespace, label_selector=label_selector,
                                             field_selector=field_selector, limit=limit, continue_=continue_,
-                                            resource_version=resource_version))
+                                            resource_version=resource_version), accept)
 
     async def list_all(self, res: ResourceLike, namespace: str | None = None, label_selector: str | None = None,
                        field_selector: str | None = None, limit: int | None = 500) -> Obj:
@@ -259,13 +266,13 @@ class AsyncClient:
 
     async def watch(self, res: ResourceLike, namespace: str | None = None, resource_version: str | None = None,
                     label_selector: str | None = None, field_selector: str | None = None,
-                    timeout_seconds: int | None = None,
-                    allow_bookmarks: bool = True) -> AsyncIterator[tuple[str, Obj]]:
+                    timeout_seconds: int | None = None, allow_bookmarks: bool = True, *,
+                    accept: str | None = None) -> AsyncIterator[tuple[str, Obj]]:
         req = verbs.watch(res, namespace, resource_version=resource_version, label_selector=label_selector,
                           field_selector=field_selector, timeout_seconds=timeout_seconds,
                           allow_bookmarks=allow_bookmarks)
         if self._http is not None:
-            async with self._http.stream(req.method, req.path, params=req.params,
+            async with self._http.stream(req.method, req.path, params=req.params, headers=_headers(req, accept),
                                          timeout=_watch_timeout(self.config, timeout_seconds)) as resp:
                 if resp.status_code >= 300:
                     await resp.aread()
@@ -276,7 +283,8 @@ class AsyncClient:
             return
         read = timeout_seconds + WATCH_READ_SLACK if timeout_seconds else None
         timeout = aiohttp.ClientTimeout(total=None, connect=self.config.timeout, sock_read=read)
-        async with self._aiohttp().request(req.method, req.path, params=req.params, timeout=timeout) as resp:
+        async with self._aiohttp().request(req.method, req.path, params=req.params, headers=_headers(req, accept),
+                                           timeout=timeout) as resp:
             if resp.status >= 300:
                 raise error_from_body(resp.status, await resp.read(), resp.reason or "")
             # readline() has no line-length limit, unlike iterating the stream (64 KiB chunks).
@@ -323,8 +331,9 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _send(self, req: Request) -> Any:
-        resp = self._http.request(req.method, req.path, params=req.params, content=req.body, headers=req.headers())
+    def _send(self, req: Request, accept: str | None = None) -> Any:
+        resp = self._http.request(req.method, req.path, params=req.params, content=req.body,
+                                  headers=_headers(req, accept))
         logger.debug("%s %s -> %d", req.method, req.path, resp.status_code)
         return decode(resp)
 
@@ -333,8 +342,8 @@ class Client:
         body = orjson.dumps(json) if json is not None else None
         return self._send(Request(method, path, params or {}, body, content_type if body else None))
 
-    def get(self, res: ResourceLike, name: str, namespace: str | None = None) -> Obj:
-        return self._send(verbs.get(res, name, namespace))
+    def get(self, res: ResourceLike, name: str, namespace: str | None = None, *, accept: str | None = None) -> Obj:
+        return self._send(verbs.get(res, name, namespace), accept)
 
     def get_or_none(self, res: ResourceLike, name: str, namespace: str | None = None) -> Obj | None:
         try:
@@ -348,11 +357,23 @@ class Client:
                         params: dict[str, str] | None = None) -> Any:
         return self._send(verbs.get_subresource(res, name, sub, namespace, params))
 
+    def stream_subresource(self, res: ResourceLike, name: str, sub: str, namespace: str | None = None,
+                           params: dict[str, str] | None = None) -> Iterator[bytes]:
+        """GET a subresource and yield its body in chunks as they arrive (`pods/log` with follow=true).
+        There is no read timeout: a followed log may stay quiet for as long as its container does."""
+        req = verbs.get_subresource(res, name, sub, namespace, params)
+        with self._http.stream(req.method, req.path, params=req.params, headers={"Accept": "*/*"},
+                               timeout=_watch_timeout(self.config, None)) as resp:
+            if resp.status_code >= 300:
+                resp.read()
+                raise error_from_response(resp)
+            yield from resp.iter_bytes()
+
     def list(self, res: ResourceLike, namespace: str | None = None, label_selector: str | None = None,
              field_selector: str | None = None, limit: int | None = None, continue_: str | None = None,
-             resource_version: str | None = None) -> Obj:
+             resource_version: str | None = None, *, accept: str | None = None) -> Obj:
         return self._send(verbs.list_(res, namespace, label_selector=label_selector, field_selector=field_selector,
-                                      limit=limit, continue_=continue_, resource_version=resource_version))
+                                      limit=limit, continue_=continue_, resource_version=resource_version), accept)
 
     def list_all(self, res: ResourceLike, namespace: str | None = None, label_selector: str | None = None,
                  field_selector: str | None = None, limit: int | None = 500) -> Obj:
@@ -398,11 +419,12 @@ class Client:
 
     def watch(self, res: ResourceLike, namespace: str | None = None, resource_version: str | None = None,
               label_selector: str | None = None, field_selector: str | None = None,
-              timeout_seconds: int | None = None, allow_bookmarks: bool = True) -> Iterator[tuple[str, Obj]]:
+              timeout_seconds: int | None = None, allow_bookmarks: bool = True, *,
+              accept: str | None = None) -> Iterator[tuple[str, Obj]]:
         req = verbs.watch(res, namespace, resource_version=resource_version, label_selector=label_selector,
                           field_selector=field_selector, timeout_seconds=timeout_seconds,
                           allow_bookmarks=allow_bookmarks)
-        with self._http.stream(req.method, req.path, params=req.params,
+        with self._http.stream(req.method, req.path, params=req.params, headers=_headers(req, accept),
                                timeout=_watch_timeout(self.config, timeout_seconds)) as resp:
             if resp.status_code >= 300:
                 resp.read()

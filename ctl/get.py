@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from api.errors import APIError
-from client.resources import path
-from client.rest import parse_watch_line
 from ctl import manifests, resources
 from ctl.command import Command
 from ctl.discovery import UsageError, kind_name
@@ -112,17 +110,14 @@ def print_objects(args: Any, session: Any, sels: list[Selection], fmt: OutputFor
     return report_missing(missing, args.ignore_not_found)
 
 
-def watch_events(session: Any, sel: Selection, params: dict[str, str], *, table: bool) -> Iterator[tuple[str, Obj]]:
-    """Watch events from `params["resourceVersion"]` on, resuming when the server ends the stream."""
+def watch_events(session: Any, sel: Selection, resource_version: str, *, label_selector: str | None,
+                 field_selector: str | None, table: bool) -> Iterator[tuple[str, Obj]]:
+    """Watch events from `resource_version` on, resuming when the server ends the stream."""
     accept = TABLE_ACCEPT if table else "application/json"
     while True:
-        for line in session.client.stream_lines(path(sel.rd, sel.namespace), params=params, accept=accept):
-            if not line.strip():
-                continue
-            kind, obj = parse_watch_line(line)
-            rv = (obj.get("metadata") or {}).get("resourceVersion")
-            if rv:
-                params["resourceVersion"] = rv
+        for kind, obj in session.client.watch(sel.rd, sel.namespace, resource_version, label_selector,
+                                              field_selector, accept=accept):
+            resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
             if kind != "BOOKMARK":
                 yield kind, obj
 
@@ -140,7 +135,6 @@ def watch(args: Any, session: Any, sels: list[Selection], fmt: OutputFormat) -> 
     list_sel = Selection(sel.rd, sel.namespace)
     opts = table_options(args, sels)
     writer = TabWriter()
-    params = {k: v for k, v in (("labelSelector", args.selector), ("fieldSelector", field_selector)) if v}
     headers_due = not args.no_headers
 
     def emit_table(table: Obj, event: str | None) -> None:
@@ -170,8 +164,8 @@ def watch(args: Any, session: Any, sels: list[Selection], fmt: OutputFormat) -> 
             for item in listed.get("items") or []:
                 emit_object(resources.with_type(sel.rd, item), "ADDED")
         rv = (listed.get("metadata") or {}).get("resourceVersion", "")
-    params.update(watch="1", resourceVersion=rv, allowWatchBookmarks="true")
-    for event, obj in watch_events(session, sel, params, table=fmt.is_table):
+    for event, obj in watch_events(session, sel, rv, label_selector=args.selector, field_selector=field_selector,
+                                   table=fmt.is_table):
         if fmt.is_table:
             emit_table(obj, event)
         else:

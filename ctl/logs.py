@@ -10,7 +10,6 @@ import re
 import sys
 from typing import Any
 
-from client.resources import path
 from ctl.command import Command
 from ctl.discovery import UsageError
 from ctl.pods import container_name, resolve_pod
@@ -70,9 +69,9 @@ def run(args: Any, session: Any) -> int:
     pod = resolve_pod(session, args.pod)
     container = container_name(pod, args.container or args.container_arg)
     rd = session.discovery.resolve("pods")
-    url = path(rd, pod["metadata"]["namespace"], pod["metadata"]["name"], "log")
     out = sys.stdout.buffer
-    for chunk in session.client.stream_bytes(url, params=log_params(args, container)):
+    for chunk in session.client.stream_subresource(rd, pod["metadata"]["name"], "log", pod["metadata"]["namespace"],
+                                                   params=log_params(args, container)):
         out.write(chunk)
         out.flush()
     return 0

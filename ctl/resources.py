@@ -16,7 +16,6 @@ from typing import Any
 
 from api.errors import APIError
 from api.registry import ResourceDef
-from client.resources import path
 from ctl.discovery import UsageError, kind_name, parse_resource_args
 
 Obj = dict[str, Any]
@@ -71,13 +70,13 @@ def table(session: Any, sel: Selection, *, label_selector: str | None = None,
 
     client = session.client
     if not sel.names:
-        params = {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
-        return client.request_as("GET", path(sel.rd, sel.namespace), accept=TABLE_ACCEPT, params=params), []
+        return client.list(sel.rd, sel.namespace, label_selector=label_selector, field_selector=field_selector,
+                           accept=TABLE_ACCEPT), []
     merged: Obj | None = None
     missing: list[APIError] = []
     for name in sel.names:
         try:
-            t = client.request_as("GET", path(sel.rd, sel.namespace, name), accept=TABLE_ACCEPT)
+            t = client.get(sel.rd, name, sel.namespace, accept=TABLE_ACCEPT)
         except APIError as e:
             if e.code != 404:
                 raise

@@ -170,3 +170,41 @@ def test_unknown_resource_name():
         resolve("widgets")
     assert resolve("deploy").group == "apps"
     assert resolve("leases.coordination.k8s.io") is lookup("coordination.k8s.io", "v1", "leases")
+
+
+async def test_accept_asks_for_another_representation(aclient, fake):
+    await aclient.create("pods", pod("a"))
+    seen = []
+    fake.reactors.append(lambda req: seen.append(req.headers["accept"]) if req.method == "GET" else None)
+    table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    await aclient.get("pods", "a", accept=table)
+    await aclient.list("pods", accept=table)
+    await aclient.get("pods", "a")
+    assert [k async for k, _ in aclient.watch("pods", resource_version="0", timeout_seconds=1, accept=table)]
+    assert seen == [table, table, "application/json", table]
+
+
+def test_sync_accept_and_streamed_subresource(fake):
+    seen = []
+
+    def logs(req):
+        seen.append((req.url.path, req.headers["accept"], dict(req.url.params)))
+        if req.url.path.endswith("/log"):
+            return httpx.Response(200, content=b"one\ntwo\n", headers={"content-type": "text/plain"})
+        return None
+
+    fake.reactors.append(logs)
+    table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    with fake.client() as c:
+        c.create("pods", pod("a"))
+        c.get("pods", "a", accept=table)
+        c.list("pods", "default", accept=table)
+        assert [k for k, _ in c.watch("pods", resource_version="0", accept=table)] == ["ADDED"]
+        assert b"".join(c.stream_subresource("pods", "a", "log", "default", {"follow": "true"})) == b"one\ntwo\n"
+        fake.reactors.insert(0, lambda req: httpx.Response(404, json={"kind": "Status", "code": 404,
+                                                                      "reason": "NotFound", "message": "gone"}))
+        with pytest.raises(APIError) as e:
+            list(c.stream_subresource("pods", "a", "log", "default"))
+        assert e.value.code == 404
+    assert [a for p, a, _ in seen[1:4]] == [table, table, table]
+    assert seen[4] == ("/api/v1/namespaces/default/pods/a/log", "*/*", {"follow": "true"})
