@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 
 from api.errors import APIError
 from api.selectors import LabelSelector, selector_from_dict
+from client.resources import object_key
 from client.rest import AsyncClient
 
 Obj = dict[str, Any]
@@ -246,3 +247,78 @@ class Expectations:
 
     def forget(self, key: str) -> None:
         self._pending.pop(key, None)
+
+
+# -- pod events of owners ------------------------------------------------------------------------------
+
+
+def owner_key(pod: Obj, kind: str) -> str | None:
+    """The key of the `kind` object that controls `pod`, or None."""
+    ref = controller_ref(pod)
+    if ref is None or ref.get("kind") != kind:
+        return None
+    return f'{pod["metadata"].get("namespace")}/{ref.get("name")}'
+
+
+class OwnedPodHandlers:
+    """Pod informer handlers for a controller whose pods name it as their controller (DaemonSet, Job).
+
+    Every event of an owned pod is told to the owner's expectations and queues the owner's key: a pod
+    added is a creation observed, unless it is already terminating (first seen on its way out, after a
+    relist, it is not one of our creations); a terminating or deleted pod is a deletion observed. A pod
+    whose owner changed also wakes the old owner, and an orphan wakes every owner in its namespace whose
+    selector matches it, since one of them may adopt it. `observe(key, pod, deleted)` sees every event
+    of an owned pod, for books a controller keeps besides the expectations."""
+
+    def __init__(self, kind: str, owners: Callable[[], Iterable[Obj]], queue_add: Callable[[str], None],
+                 expectations: Expectations, *, observe: Callable[[str, Obj, bool], None] | None = None) -> None:
+        self.kind = kind
+        self.owners = owners
+        self.queue_add = queue_add
+        self.expectations = expectations
+        self.observe = observe or (lambda key, pod, deleted: None)
+
+    def handlers(self) -> dict:
+        return {"on_add": self.added, "on_update": self.updated, "on_delete": self.deleted}
+
+    def _enqueue_matching(self, pod: Obj) -> None:
+        labels = pod["metadata"].get("labels") or {}
+        for owner in self.owners():
+            if owner["metadata"].get("namespace") == pod["metadata"].get("namespace") \
+                    and owner_selector(owner).matches(labels):
+                self.queue_add(object_key(owner))
+
+    def added(self, pod: Obj) -> None:
+        key = owner_key(pod, self.kind)
+        if key is None:
+            if controller_ref(pod) is None:
+                self._enqueue_matching(pod)
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            self.expectations.deletion_observed(key, object_key(pod))
+        else:
+            self.expectations.creation_observed(key)
+        self.observe(key, pod, False)
+        self.queue_add(key)
+
+    def updated(self, old: Obj, new: Obj) -> None:
+        key = owner_key(new, self.kind)
+        old_key = owner_key(old, self.kind)
+        if old_key and old_key != key:
+            self.queue_add(old_key)
+        if key is None:
+            if controller_ref(new) is None:
+                self._enqueue_matching(new)
+            return
+        if new["metadata"].get("deletionTimestamp"):
+            self.expectations.deletion_observed(key, object_key(new))
+        self.observe(key, new, False)
+        self.queue_add(key)
+
+    def deleted(self, pod: Obj) -> None:
+        key = owner_key(pod, self.kind)
+        if key is None:
+            return
+        self.expectations.deletion_observed(key, object_key(pod))
+        self.observe(key, pod, True)
+        self.queue_add(key)

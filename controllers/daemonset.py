@@ -45,7 +45,7 @@ from api.tolerations import tolerated
 from client.resources import object_key
 from client.rest import is_conflict, is_not_found
 from controllers.base import Controller
-from controllers.common import (Expectations, claim, controller_ref, is_pod_available, is_pod_ready, merge_diff,
+from controllers.common import (Expectations, OwnedPodHandlers, claim, is_pod_available, is_pod_ready, merge_diff,
                                 parse_time, pod_from_template)
 from controllers.history import REVISION_HASH_LABEL, owned_revisions, sync_revisions, truncate_history
 
@@ -182,7 +182,8 @@ class DaemonSetController(Controller):
         self.pods.add_index("daemonset:namespace", lambda p: [p["metadata"].get("namespace") or ""])
         self.revisions.add_index("daemonset:namespace", lambda r: [r["metadata"].get("namespace") or ""])
         self.daemonsets.add_handler(**self.enqueue_handlers())
-        self.pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
+        self.pod_events = OwnedPodHandlers("DaemonSet", self.daemonsets.store.list, self.queue.add, self.expectations)
+        self.pods.add_handler(**self.pod_events.handlers())
         self.nodes.add_handler(on_add=lambda n: self._enqueue_all(), on_delete=lambda n: self._enqueue_all(),
                                on_update=self._node_updated)
 
@@ -198,51 +199,6 @@ class DaemonSetController(Controller):
         if (old["metadata"].get("labels"), (old.get("spec") or {}).get("taints")) != \
                 (new["metadata"].get("labels"), (new.get("spec") or {}).get("taints")):
             self._enqueue_all()
-
-    def _ds_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "DaemonSet":
-            return None
-        return f'{pod["metadata"].get("namespace")}/{ref.get("name")}'
-
-    def _enqueue_matching(self, pod: Obj) -> None:
-        labels = pod["metadata"].get("labels") or {}
-        for ds in self.daemonsets.store.list():
-            if ds["metadata"].get("namespace") == pod["metadata"].get("namespace") \
-                    and selector_from_dict((ds.get("spec") or {}).get("selector")).matches(labels):
-                self.enqueue(ds)
-
-    def _pod_added(self, pod: Obj) -> None:
-        key = self._ds_key(pod)
-        if key is None:
-            if controller_ref(pod) is None:
-                self._enqueue_matching(pod)
-            return
-        if _is_terminating(pod):  # first seen on its way out (after a relist): not one of our creations
-            self.expectations.deletion_observed(key, object_key(pod))
-        else:
-            self.expectations.creation_observed(key)
-        self.queue.add(key)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        key = self._ds_key(new)
-        old_key = self._ds_key(old)
-        if old_key and old_key != key:
-            self.queue.add(old_key)
-        if key is None:
-            if controller_ref(new) is None:
-                self._enqueue_matching(new)
-            return
-        if _is_terminating(new):
-            self.expectations.deletion_observed(key, object_key(new))
-        self.queue.add(key)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._ds_key(pod)
-        if key is None:
-            return
-        self.expectations.deletion_observed(key, object_key(pod))
-        self.queue.add(key)
 
     # -- reconcile ---------------------------------------------------------------------------------
 

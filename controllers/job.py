@@ -40,9 +40,8 @@ from api.selectors import selector_from_dict
 from client.resources import object_key
 from client.rest import is_conflict, is_not_found
 from controllers.base import Controller
-from controllers.common import (Expectations, claim, controller_ref, get_condition, is_pod_active, is_pod_ready,
-                                merge_diff, parse_time, rfc3339,
-                                pod_from_template)
+from controllers.common import (Expectations, OwnedPodHandlers, claim, controller_ref, get_condition, is_pod_active,
+                                is_pod_ready, merge_diff, parse_time, pod_from_template, rfc3339)
 
 logger = logging.getLogger(__name__)
 
@@ -202,60 +201,15 @@ class JobController(Controller):
         self.pods = self.factory.informer("pods")
         self.pods.add_index("job:namespace", lambda p: [p["metadata"].get("namespace") or ""])
         self.jobs.add_handler(**self.enqueue_handlers())
-        self.pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
+        self.pod_events = OwnedPodHandlers("Job", self.jobs.store.list, self.queue.add, self.expectations,
+                                           observe=self._pod_observed)
+        self.pods.add_handler(**self.pod_events.handlers())
 
     # -- pod events ----------------------------------------------------------------------------------
 
-    def _job_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "Job":
-            return None
-        return f'{pod["metadata"].get("namespace")}/{ref.get("name")}'
-
-    def _enqueue_matching(self, pod: Obj) -> None:
-        labels = pod["metadata"].get("labels") or {}
-        for job in self.jobs.store.list():
-            if job["metadata"].get("namespace") == pod["metadata"].get("namespace") \
-                    and selector_from_dict(job["spec"].get("selector")).matches(labels):
-                self.enqueue(job)
-
-    def _pod_added(self, pod: Obj) -> None:
-        key = self._job_key(pod)
-        if key is None:
-            if controller_ref(pod) is None:
-                self._enqueue_matching(pod)
-            return
-        if pod["metadata"].get("deletionTimestamp"):  # first seen on its way out: not one of our creations
-            self.expectations.deletion_observed(key, object_key(pod))
-        else:
-            self.expectations.creation_observed(key)
-        self._seen_finalizer_state(key, pod)
-        self.queue.add(key)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        key = self._job_key(new)
-        old_key = self._job_key(old)
-        if old_key and old_key != key:
-            self.queue.add(old_key)
-        if key is None:
-            if controller_ref(new) is None:
-                self._enqueue_matching(new)
-            return
-        if new["metadata"].get("deletionTimestamp"):
-            self.expectations.deletion_observed(key, object_key(new))
-        self._seen_finalizer_state(key, new)
-        self.queue.add(key)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._job_key(pod)
-        if key is None:
-            return
-        self.expectations.deletion_observed(key, object_key(pod))
-        self.finalizer_expectations.get(key, set()).discard(pod["metadata"].get("uid"))
-        self.queue.add(key)
-
-    def _seen_finalizer_state(self, key: str, pod: Obj) -> None:
-        if not has_tracking_finalizer(pod):
+    def _pod_observed(self, key: str, pod: Obj, deleted: bool) -> None:
+        """A pod gone, or seen without its tracking finalizer, no longer awaits our finalizer removal."""
+        if deleted or not has_tracking_finalizer(pod):
             self.finalizer_expectations.get(key, set()).discard(pod["metadata"].get("uid"))
 
     # -- reconcile -----------------------------------------------------------------------------------

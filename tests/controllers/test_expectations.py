@@ -2,7 +2,7 @@
 the workload controllers' pod handlers report to them."""
 import pytest
 
-from controllers.common import Expectations
+from controllers.common import Expectations, OwnedPodHandlers
 from controllers.daemonset import DaemonSetController
 from controllers.job import JobController
 from tests.controllers.test_job_harness import Harness
@@ -130,11 +130,34 @@ async def test_handlers_count_a_graceful_deletion_once_and_a_terminating_arrival
             return {"metadata": {**meta, "deletionTimestamp": "2026-01-01T00:00:00Z"} if terminating else meta}
 
         h.ctl.expectations.expect(KEY, creations=1, deletions=["ns/a", "ns/b"])
-        h.ctl._pod_updated(pod("a"), pod("a", terminating=True))
-        h.ctl._pod_deleted(pod("a", terminating=True))
-        h.ctl._pod_added(pod("b", terminating=True))  # first seen on its way out, after a relist
+        h.ctl.pod_events.updated(pod("a"), pod("a", terminating=True))
+        h.ctl.pod_events.deleted(pod("a", terminating=True))
+        h.ctl.pod_events.added(pod("b", terminating=True))  # first seen on its way out, after a relist
         assert not h.ctl.expectations.satisfied(KEY), "the creation is still outstanding"
-        h.ctl._pod_added(pod("c"))
+        h.ctl.pod_events.added(pod("c"))
         assert h.ctl.expectations.satisfied(KEY)
     finally:
         await h.stop()
+
+
+def test_owned_pod_handlers_route_events_to_owner_keys():
+    owners = [{"metadata": {"name": "web", "namespace": "ns"}, "spec": {"selector": {"matchLabels": {"app": "web"}}}},
+              {"metadata": {"name": "web", "namespace": "other"}, "spec": {"selector": {"matchLabels": {"app": "web"}}}},
+              {"metadata": {"name": "db", "namespace": "ns"}, "spec": {"selector": {"matchLabels": {"app": "db"}}}}]
+    queued, observed = [], []
+    handlers = OwnedPodHandlers("Job", lambda: owners, queued.append, Expectations(),
+                                observe=lambda key, pod, deleted: observed.append((key, pod["metadata"]["name"], deleted)))
+
+    def pod(name, owner=None, kind="Job"):
+        refs = [{"kind": kind, "name": owner, "uid": "u", "controller": True}] if owner else []
+        return {"metadata": {"name": name, "namespace": "ns", "labels": {"app": "web"}, "ownerReferences": refs}}
+
+    handlers.added(pod("orphan"))
+    assert queued == ["ns/web"] and observed == []      # only owners in its namespace whose selector matches
+    queued.clear()
+    handlers.added(pod("other", "rs", kind="ReplicaSet"))
+    assert queued == []                                  # someone else's pod: nobody here wakes
+    handlers.updated(pod("p", "web"), pod("p", "db"))
+    handlers.deleted(pod("p", "db"))
+    assert queued == ["ns/web", "ns/db", "ns/db"]
+    assert observed == [("ns/db", "p", False), ("ns/db", "p", True)]
