@@ -11,6 +11,8 @@
   Deletions are tracked per pod key: handlers report every sighting of a pod going away (added or
   updated with a deletionTimestamp, deleted) and each pod counts once.
 - Readiness: `is_pod_ready`, `is_pod_available(pod, min_ready_seconds, now)`, `is_pod_active`.
+- `OwnedPodHandlers` are the pod informer handlers of a controller that owns pods by controller reference
+  (DaemonSet, Job): each event reaches the owner's expectations and queues the owner's key.
 """
 from __future__ import annotations
 
