@@ -166,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
             "--tls-cert-file", str(api_cert), "--tls-private-key-file", str(api_key),
             "--token-auth-file", str(creds.token_file), "--kubelet-certificate-authority", str(creds.ca),
             "--service-account-signing-key-file", str(creds.service_account_key),
+            "--enable-admission-plugins", "ServiceAccount",
             "--service-cluster-ip-range", args.service_cluster_ip_range],
             logs / "apiserver.log"),
         Child("controller-manager", minik8s + [

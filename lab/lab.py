@@ -434,7 +434,8 @@ class Lab:
             self._cp_ip, "--advertise-address", self._cp_ip, "--tls-cert-file", str(cert),
             "--tls-private-key-file", str(key), "--token-auth-file", str(creds.token_file),
             "--kubelet-certificate-authority", str(creds.ca), "--service-cluster-ip-range", st.service_cidr,
-            "--service-account-signing-key-file", str(creds.service_account_key)])
+            "--service-account-signing-key-file", str(creds.service_account_key),
+            "--enable-admission-plugins", "ServiceAccount"])
         ctx = ssl.create_default_context(cafile=str(creds.ca))
         _wait(lambda: self._alive("apiserver") and _http_ok(self.api_server + "/readyz", ctx), 60, "apiserver ready",
               self._log_tail("apiserver"))

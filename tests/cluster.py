@@ -115,7 +115,7 @@ class Cluster:
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def start(self) -> "Cluster":
-        from apiserver.pki import ensure_pki, ensure_serving_cert, ensure_tokens
+        from apiserver.pki import ensure_pki, ensure_service_account_key, ensure_serving_cert, ensure_tokens
 
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cluster_cidr = free_cluster_cidr()
@@ -130,12 +130,15 @@ class Cluster:
                                      "--bind-address", "127.0.0.1", "--tls-cert-file", str(pki["cert"]),
                                      "--tls-private-key-file", str(pki["key"]),
                                      "--token-auth-file", str(self.dir / "tokens.csv"),
-                                     "--kubelet-certificate-authority", str(pki["ca"])])
+                                     "--kubelet-certificate-authority", str(pki["ca"]),
+                                     "--service-account-signing-key-file",
+                                     str(ensure_service_account_key(self.dir / "pki")["key"]),
+                                     "--enable-admission-plugins", "ServiceAccount"])
         self._wait_ready()
         self._add("controller-manager", py + ["controller-manager", "--kubeconfig",
                                               self.kubeconfig("system:kube-controller-manager"),
                                               "--health-port", str(free_port()), "--cluster-cidr", self.cluster_cidr,
-                                              "--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline",
+                                              "--root-ca-file", str(pki["ca"]), "--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline",
                                               "3", "--leader-elect-retry-period", "0.5",
                                               *self.controller_manager_flags])
         self._add("scheduler", py + ["scheduler", "--kubeconfig", self.kubeconfig("system:kube-scheduler"),

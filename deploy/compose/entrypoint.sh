@@ -100,7 +100,7 @@ control-plane)
         --secure-port 6443 --advertise-address "$CP_IP" --service-cluster-ip-range "$SERVICE_CIDR" \
         --tls-cert-file $CREDS/pki/apiserver.crt --tls-private-key-file $CREDS/pki/apiserver.key \
         --token-auth-file $CREDS/tokens.csv --kubelet-certificate-authority $CREDS/pki/ca.crt \
-        --service-account-signing-key-file $CREDS/pki/sa.key
+        --service-account-signing-key-file $CREDS/pki/sa.key --enable-admission-plugins ServiceAccount
     start controller-manager minik8s controller-manager \
         --kubeconfig $CREDS/kubeconfigs/kube-controller-manager.kubeconfig --cluster-cidr "$CLUSTER_CIDR" \
         --root-ca-file $CREDS/pki/ca.crt ${MINIK8S_CONTROLLER_MANAGER_ARGS:-}

@@ -29,12 +29,14 @@ import ipaddress
 import json
 import secrets
 import socket
+import ssl
 import subprocess
 import threading
 import time
 import urllib.request
 from collections import Counter
 
+import httpx
 import pytest
 
 from client.kubeconfig import Config
@@ -254,6 +256,37 @@ def test_cluster_dns_from_a_pod(lab, cluster):
     assert done.returncode == 0 and done.stdout.strip() in BACKENDS, done.stdout + done.stderr
     done = sh(lab, pod, f"timeout 5 nslookup nothere.{ns}.svc.cluster.local")
     assert done.returncode != 0 and "NXDOMAIN" in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def test_pods_get_api_credentials_and_reach_the_api_service(lab, cluster):
+    """In-cluster config: the mounted token, CA and namespace, and the `kubernetes` Service by DNS name.
+
+    busybox's TLS offers only SHA-1 signature algorithms, which the apiserver's OpenSSL refuses, so the
+    pod shows that `kubernetes.default.svc:443` answers a TLS handshake, and the test then uses the pod's
+    own token: authenticated as the namespace's default ServiceAccount, with no rights until a binding."""
+    ns, pod, client = cluster["ns"], cluster["pods"]["client"], cluster["client"]
+    sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+    done = sh(lab, pod, f"cat {sa_dir}/namespace; echo; head -c 27 {sa_dir}/ca.crt")
+    assert done.stdout.splitlines() == [ns, "-----BEGIN CERTIFICATE-----"], done.stdout + done.stderr
+    done = sh(lab, pod, "timeout 10 wget -qO- https://kubernetes.default.svc/version 2>&1")
+    # The name resolved ("bad address" otherwise) and the connection was accepted ("can't connect"
+    # otherwise): the handshake itself is what fails.
+    assert "bad address" not in done.stdout and "can't connect" not in done.stdout, done.stdout
+    assert "TLS record" in done.stdout or "TLS error" in done.stdout, done.stdout
+    token = sh(lab, pod, f"cat {sa_dir}/token").stdout.strip()
+    with httpx.Client(base_url=lab.api_server, verify=ssl.create_default_context(cafile=str(lab.ca)),
+                      headers={"Authorization": f"Bearer {token}"}, timeout=10) as as_pod:
+        r = as_pod.get(f"/api/v1/namespaces/{ns}/pods")
+        assert r.status_code == 403 and f"system:serviceaccount:{ns}:default" in r.json()["message"], r.text
+        client.create("rolebindings.rbac.authorization.k8s.io", {
+            "metadata": {"name": "default-view"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns}]}, ns)
+        deadline = time.monotonic() + 15
+        while (r := as_pod.get(f"/api/v1/namespaces/{ns}/pods")).status_code != 200:
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.2)
+        assert "client" in {p["metadata"]["name"] for p in r.json()["items"]}
 
 
 def test_service_without_endpoints_is_rejected_at_once(lab, cluster):
