@@ -61,14 +61,16 @@ async def test_proxier_programs_changes_from_the_apiserver(apiserver, namespace,
             for names in (["b1"], ["b1", "b2"], ["b1"], ["b2"]):
                 await client.update("endpoints", {**endpoints("web", names), "metadata": {
                     **(await client.get("endpoints", "web", namespace))["metadata"]}})
-            await wait_for(lambda: any(sp.name == "web" and [e.ip for e in sp.endpoints] == [BACKENDS["b2"]]
-                                       for sp in proxier.applied))
+            # Match the namespace too: the apiserver is shared, other tests' namespaces have a "web" as well.
+            await wait_for(lambda: any(sp.namespace == namespace and sp.name == "web"
+                                       and [e.ip for e in sp.endpoints] == [BACKENDS["b2"]] for sp in proxier.applied))
             assert proxier.runner.syncs - syncs <= 4
             answers = await asyncio.to_thread(proxy_net.connect, proxy_net.node, ip, 80, 10)
             assert {a.split()[0] for a in answers} == {"b2"}
 
             await client.delete("endpoints", "web", namespace)
-            await wait_for(lambda: any(sp.name == "web" and not sp.endpoints for sp in proxier.applied))
+            await wait_for(lambda: any(sp.namespace == namespace and sp.name == "web" and not sp.endpoints
+                                       for sp in proxier.applied))
             [answer] = await asyncio.to_thread(proxy_net.connect, proxy_net.node, ip, 80)
             assert answer.startswith("error ConnectionRefusedError"), answer
             ok, body = proxier.health()
