@@ -78,13 +78,22 @@ def test_requested_cluster_ip_is_honoured_then_refused_when_taken_and_released_o
     assert r.status_code == 201, r.text
 
 
+def free_node_port(http) -> int:
+    """A NodePort no Service holds now (the apiserver is shared; other tests allocate at random)."""
+    used = {p.get("nodePort") for s in http.get("/api/v1/services").json()["items"]
+            for p in s["spec"].get("ports") or []}
+    return next(port for port in range(31234, 32768) if port not in used)
+
+
 def test_requested_node_port_taken_is_refused(http, namespace):
+    port = free_node_port(http)
     body = lambda n: {"metadata": {"name": n}, "spec": {"type": "NodePort", "selector": {"a": "b"},  # noqa: E731
-                                                       "ports": [{"port": 80, "nodePort": 31234}]}}
-    assert http.post(f"/api/v1/namespaces/{namespace}/services", json=body("a")).status_code == 201
+                                                       "ports": [{"port": 80, "nodePort": port}]}}
+    r = http.post(f"/api/v1/namespaces/{namespace}/services", json=body("a"))
+    assert r.status_code == 201, r.text
     r = http.post(f"/api/v1/namespaces/{namespace}/services", json=body("b"))
     assert r.status_code == 422
-    assert "31234" in r.json()["message"]
+    assert str(port) in r.json()["message"]
 
 
 def test_service_put_without_cluster_ip_keeps_the_allocated_one(http, namespace):
