@@ -109,7 +109,7 @@ if [ "$FORCE" != 0 ] || ! have "$image"; then
     rm -f "$CACHE_DIR"/wheels/minik8s-*.whl
     find "$CACHE_DIR/wheels" -name '*.whl' ! -name 'minik8s-*' -exec cp {} "$work/ctx/wheels/" \;
     cp $LAYER_FILES "$work/ctx/"
-    DOCKER_BUILDKIT=0 $DOCKER build -q --network none --build-arg "BASE=$base" -t "$image" "$work/ctx" \
+    DOCKER_BUILDKIT=0 $DOCKER build -q --force-rm --network none --build-arg "BASE=$base" -t "$image" "$work/ctx" \
         >"$work/build.log" 2>&1 || { tail -30 "$work/build.log" >&2; exit 1; }
     log "built $image in $(( $(date +%s) - started ))s"
 fi

@@ -118,14 +118,16 @@ def test_up_starts_a_cluster_stops_cleanly_and_keeps_objects(tmp_path):
                     return None
             assert wait_for(via_service, 30) == "hello", (tmp_path / "logs" / "proxy.log").read_text()[-2000:]
             # Cluster DNS runs too: a pod resolves the Service by name through 10.96.0.10.
-            probe = {"metadata": {"name": "dns"}, "spec": {"containers": [{
+            probe = {"metadata": {"name": "dns"}, "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
                 "name": "c", "image": "minik8s/busybox:1.36", "command": ["sh", "-c",
                     "until nslookup hello.default.svc.cluster.local; do sleep 1; done; sleep 3600"]}]}}
             assert c.post("/api/v1/namespaces/default/pods", json=probe).status_code == 201
             resolved = wait_for(lambda: cluster_ip in c.get("/api/v1/namespaces/default/pods/dns/log").text, 60)
             assert resolved, (c.get("/api/v1/namespaces/default/pods/dns/log").text,
                               (tmp_path / "logs" / "dns.log").read_text()[-2000:])
-            c.delete("/api/v1/namespaces/default/pods/dns", params={"gracePeriodSeconds": "0"})
+            # Deleted gracefully: the kubelet removes the containers before the pod object goes.
+            c.delete("/api/v1/namespaces/default/pods/dns")
+            assert wait_for(lambda: c.get("/api/v1/namespaces/default/pods/dns").status_code == 404)
             c.delete("/api/v1/namespaces/default/services/hello")
             c.delete("/api/v1/namespaces/default/pods/hello")
             assert wait_for(lambda: c.get("/api/v1/namespaces/default/pods/hello").status_code == 404)
