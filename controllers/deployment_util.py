@@ -248,6 +248,18 @@ def pods_counted(rs: Obj) -> int:
     return max(replicas(rs), status_of(rs, "replicas"))
 
 
+def available_counted(rs: Obj | None) -> int:
+    """Available pods a ReplicaSet will surely keep. Kubernetes reads status.availableReplicas as is; but
+    right after a scale-down that status still counts the surplus pods its controller is about to delete,
+    and a second reconcile in that window would scale down again against availability that is going away
+    (seen: 3 -> 2 -> 0 within 8 ms, ready pods below replicas - maxUnavailable). So the surplus is assumed
+    to be taken from the available pods."""
+    if rs is None:
+        return 0
+    surplus = max(0, status_of(rs, "replicas") - replicas(rs))
+    return max(0, status_of(rs, "availableReplicas") - surplus)
+
+
 def new_rs_new_replicas(d: Obj, all_rss: list[Obj], new_rs: Obj) -> int:
     """How big the new ReplicaSet may be now (NewRSNewReplicas)."""
     if not is_rolling(d):
@@ -276,7 +288,7 @@ def old_rs_scale_down(d: Obj, all_rss: list[Obj], old_rss: list[Obj], new_rs: Ob
     if sum_replicas(old_active) == 0:
         return []
     min_available = replicas(d) - max_unavailable(d)
-    new_unavailable = replicas(new_rs) - status_of(new_rs, "availableReplicas") if new_rs is not None else 0
+    new_unavailable = replicas(new_rs) - available_counted(new_rs) if new_rs is not None else 0
     budget = sum_replicas(all_rss) - min_available - new_unavailable
     if budget <= 0:
         return []
@@ -287,13 +299,13 @@ def old_rs_scale_down(d: Obj, all_rss: list[Obj], old_rss: list[Obj], new_rs: Ob
         if cleaned >= budget:
             break
         uid, have = rs["metadata"]["uid"], replicas(rs)
-        unhealthy = have - status_of(rs, "availableReplicas")
+        unhealthy = have - available_counted(rs)
         if have == 0 or unhealthy <= 0:
             continue
         n = min(budget - cleaned, unhealthy)
         sizes[uid] = have - n
         cleaned += n
-    available = sum_status(all_rss, "availableReplicas")
+    available = sum(available_counted(rs) for rs in all_rss)
     if available > min_available:
         wanted, done = available - min_available, 0
         for rs in ordered:

@@ -195,6 +195,12 @@ class Cluster:
             remove_node_leftovers(node)
         if self.etcd:
             self.etcd.stop()
+        keep = os.environ.get("MINIK8S_KEEP_LOGS")  # a directory to keep the component logs in, for debugging
+        if keep:
+            target = Path(keep) / f"{self.dir.name}-{int(time.time())}"
+            target.mkdir(parents=True, exist_ok=True)
+            for log in self.dir.rglob("*.log"):
+                shutil.copy(log, target / log.name)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- helpers for tests ----------------------------------------------------------------------------

@@ -182,6 +182,20 @@ def test_rolling_scale_down_removes_unhealthy_old_pods_first():
     assert du.new_rs_target(d, [shrinking, new], new) == 1
 
 
+def test_rolling_scale_down_does_not_trust_the_status_of_a_shrinking_replicaset():
+    # CI saw this: the old ReplicaSet was just scaled 3 -> 2 and its status still counts 3 available pods.
+    # 2 new + 3 "available" old would allow 2 more to go (to 0), leaving 2 ready of 4 with maxUnavailable 1.
+    d = make_deployment(replicas=4)
+    old = _rs("old", 2, 3, "2024-01-01T00:00:00Z")
+    old["status"]["replicas"] = 3
+    new = _rs("new", 2, 2, "2024-01-02T00:00:00Z")
+    assert du.new_rs_target(d, [old, new], new) == 2          # 5 pods still exist: no surge yet
+    assert [n for _, n in du.old_rs_scale_down(d, [old, new], [old], new)] == [1]
+    assert du.available_counted(old) == 2
+    old["status"].update(replicas=2, availableReplicas=2)     # the surplus pod is gone: same answer
+    assert [n for _, n in du.old_rs_scale_down(d, [old, new], [old], new)] == [1]
+
+
 def test_proportional_scaling_of_a_resized_rollout():
     d = make_deployment(replicas=20, strategy={"type": "RollingUpdate",
                                                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
