@@ -149,6 +149,8 @@ RESOURCES: tuple[ResourceDef, ...] = (
            categories=("all",)),
     ResourceDef(group="coordination.k8s.io", version="v1", kind="Lease", plural="leases",
                 tracks_generation=False),
+    ResourceDef(group="policy", version="v1", kind="PodDisruptionBudget", plural="poddisruptionbudgets",
+                subresources=("status",), has_status=True, short_names=("pdb",)),
     _rbac("ClusterRole", "clusterroles", namespaced=False),
     _rbac("ClusterRoleBinding", "clusterrolebindings", namespaced=False),
     _rbac("Role", "roles"),

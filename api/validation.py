@@ -1096,6 +1096,29 @@ def validate_lease(obj: Obj, old: Obj | None) -> Causes:
     return causes
 
 
+# --- policy/v1 -----------------------------------------------------------------------------------
+
+UNHEALTHY_POD_EVICTION_POLICIES = ("IfHealthyBudget", "AlwaysAllow")
+
+
+def validate_pod_disruption_budget(obj: Obj, old: Obj | None) -> Causes:
+    """minAvailable xor maxUnavailable, each a non-negative int or a percent up to 100%; a valid selector
+    (in policy/v1 an empty or missing selector selects every pod of the namespace)."""
+    causes: Causes = []
+    spec = _get(obj, "spec", "spec", dict, causes) or {}
+    amounts = {key: _int_or_percent(spec, key, f"spec.{key}", causes) for key in ("minAvailable", "maxUnavailable")}
+    for key, amount in amounts.items():
+        if amount is not None and amount[1] and amount[0] > 100:
+            causes.append(invalid(f"spec.{key}", spec[key], "must not be greater than 100%"))
+    if spec.get("minAvailable") is not None and spec.get("maxUnavailable") is not None:
+        causes.append(invalid("spec", spec, "minAvailable and maxUnavailable cannot be both set"))
+    if spec.get("selector") is not None:
+        causes += validate_selector_dict(spec["selector"], "spec.selector")
+    _one_of(spec, "unhealthyPodEvictionPolicy", "spec.unhealthyPodEvictionPolicy", UNHEALTHY_POD_EVICTION_POLICIES,
+            causes)
+    return causes
+
+
 # --- rbac.authorization.k8s.io/v1 -----------------------------------------------------------------
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -1628,6 +1651,7 @@ VALIDATORS: dict[str, Callable[[Obj, Obj | None], list[Cause]]] = {
     "Job": validate_job,
     "CronJob": validate_cronjob,
     "Lease": validate_lease,
+    "PodDisruptionBudget": validate_pod_disruption_budget,
     "PersistentVolumeClaim": validate_persistent_volume_claim,
     "PersistentVolume": validate_persistent_volume,
     "Role": validate_role,

@@ -39,6 +39,8 @@ WORKLOADS = [
                                           "statefulsets/scale", "daemonsets", "controllerrevisions"],
      "verbs": None},
     {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": None},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": None},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": None},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": None},
 ]
 

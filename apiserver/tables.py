@@ -251,6 +251,9 @@ COLUMNS: dict[str, list[Column]] = {
                 ("Last Schedule", "string", "", 0, lambda c: _since((c.get("status") or {}).get("lastScheduleTime"))),
                 AGE, *_workload_wide()],
     "Namespace": [NAME, ("Status", "string", "", 0, lambda n: (n.get("status") or {}).get("phase", "Active")), AGE],
+    "PodDisruptionBudget": [NAME, ("Min Available", "string", "", 0, lambda b: str(_spec(b).get("minAvailable", "N/A"))),
+                            ("Max Unavailable", "string", "", 0, lambda b: str(_spec(b).get("maxUnavailable", "N/A"))),
+                            ("Allowed Disruptions", "integer", "", 0, _sts("disruptionsAllowed")), AGE],
     "Event": [("Last Seen", "string", "", 0, _event_last_seen),
               ("Type", "string", "", 0, lambda e: e.get("type", "")), ("Reason", "string", "", 0, lambda e: e.get("reason", "")),
               ("Object", "string", "", 0, lambda e: f'{(e.get("involvedObject") or {}).get("kind", "").lower()}/'
