@@ -26,7 +26,7 @@ from api.errors import APIError, Cause
 from api.patch import json_patch, merge_patch, strategic_merge_patch
 from api.registry import ResourceDef
 from api.selectors import parse_field_selector, parse_label_selector
-from apiserver import openapi, strategy, tables
+from apiserver import eviction, openapi, strategy, tables
 from apiserver.allocator import Exhausted, ServiceAllocator, requested
 from apiserver.storage import CompareFailed, SideEffects, Store
 from apiserver.watchcache import WatchCache
@@ -692,8 +692,8 @@ class RestHandler:
     # -- eviction ------------------------------------------------------------------------------------
 
     async def evict(self, request: Request, t: Target) -> Response:
-        """policy/v1 Eviction: a delete with the eviction's DeleteOptions. There are no
-        PodDisruptionBudgets in this server, so an eviction is never refused for budget reasons."""
+        """policy/v1 Eviction: the pod's PodDisruptionBudget is asked first (apiserver/eviction.py), then
+        the pod is deleted with the eviction's DeleteOptions."""
         body = _require_object(await read_body(request))
         name = body["metadata"].get("name")
         if name not in (None, t.name):
@@ -701,7 +701,15 @@ class RestHandler:
         opts = body.get("deleteOptions") or {}
         if not isinstance(opts, dict):
             raise errors.bad_request("deleteOptions must be an object")
-        await self._delete_one(Target(t.rd, t.namespace, t.name, None), opts)
+        pod = Target(t.rd, t.namespace, t.name, None)
+        dry_run = request.query_params.get("dryRun") == "All" or "All" in (opts.get("dryRun") or [])
+        preconditions = await eviction.admit(self.store, pod.key(), t.namespace or "", t.name or "", dry_run=dry_run)
+        if dry_run:
+            await self._get_current(pod)
+        else:
+            if preconditions:
+                opts = {**opts, "preconditions": {**preconditions, **(opts.get("preconditions") or {})}}
+            await self._delete_one(pod, opts)
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, 201)
 
