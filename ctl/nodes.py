@@ -11,11 +11,14 @@ cordon/uncordon patch `spec.unschedulable`. drain = cordon, then pick the node's
 
 A refusal aborts before anything is evicted. The rest are evicted (POST `pods/<name>/eviction`, which
 respects PodDisruptionBudgets) or, with `--disable-eviction` or on a server without the eviction verb,
-deleted; then drain waits until each is gone, by watch.
+deleted; then drain waits until each is gone, by watch. An eviction a budget refuses (429) is retried
+every 5 s, as kubectl does, until the budget allows it (the evicted pods' replacements become ready
+elsewhere) or `--timeout` runs out.
 """
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from api.errors import APIError
@@ -24,6 +27,7 @@ from ctl.waiting import wait_deleted
 
 Obj = dict[str, Any]
 MIRROR = "kubernetes.io/config.mirror"
+EVICTION_RETRY_SECONDS = 5.0  # kubectl drain's wait between evictions a disruption budget refused
 
 
 def set_unschedulable(session: Any, name: str, value: bool) -> str:
@@ -82,10 +86,9 @@ WARNINGS = {"daemonset": "ignoring DaemonSet-managed Pods", "unmanaged": "deleti
             "emptydir": "deleting Pods with local storage"}
 
 
-def evict(session: Any, pod: Obj, *, grace: int | None, use_eviction: bool) -> bool:
-    """Evict (or delete) one pod; returns whether to keep evicting (False: the server cannot evict).
-
-    A pod already gone (404) is what we wanted anyway."""
+def evict(session: Any, pod: Obj, *, grace: int | None, use_eviction: bool) -> str:
+    """Evict (or delete) one pod: "evicted", "deleted" (the server cannot evict, or eviction is off) or
+    "refused" (a disruption budget said no, for now). A pod already gone (404) is what we wanted anyway."""
     rd = session.discovery.resolve("pods")
     name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
     if use_eviction:
@@ -94,10 +97,14 @@ def evict(session: Any, pod: Obj, *, grace: int | None, use_eviction: bool) -> b
             body["deleteOptions"] = {"gracePeriodSeconds": grace}
         try:
             session.client.create_subresource(rd, name, "eviction", body, namespace)
-            return True
+            return "evicted"
         except APIError as e:
             if e.code == 404:
-                return True
+                return "evicted"
+            if e.code == 429:
+                print(f'error when evicting pods/"{name}" -n "{namespace}" (will retry after '
+                      f"{EVICTION_RETRY_SECONDS:g}s): {e.message}", file=sys.stderr, flush=True)
+                return "refused"
             if e.code != 405:
                 raise
             print("Warning: the server does not evict pods (405); deleting them instead", file=sys.stderr)
@@ -107,7 +114,7 @@ def evict(session: Any, pod: Obj, *, grace: int | None, use_eviction: bool) -> b
     except APIError as e:
         if e.code != 404:
             raise
-    return False
+    return "deleted"
 
 
 def drain(args: Any, session: Any) -> int:
@@ -128,14 +135,29 @@ def drain(args: Any, session: Any) -> int:
     grace = args.grace_period if args.grace_period >= 0 else None
     use_eviction = not args.disable_eviction
     pod_rd = session.discovery.resolve("pods")
-    for pod in todo:
-        print(f"evicting pod {pod_key(pod)}", flush=True)
-        use_eviction = evict(session, pod, grace=grace, use_eviction=use_eviction)
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    outcome: dict[str, str] = {}
+    pending = list(todo)
+    while pending:
+        refused = []
+        for pod in pending:
+            print(f"evicting pod {pod_key(pod)}", flush=True)
+            outcome[pod_key(pod)] = evict(session, pod, grace=grace, use_eviction=use_eviction)
+            use_eviction = use_eviction and outcome[pod_key(pod)] != "deleted"
+            if outcome[pod_key(pod)] == "refused":
+                refused.append(pod)
+        pending = refused
+        if pending:
+            if deadline is not None and time.monotonic() + EVICTION_RETRY_SECONDS > deadline:
+                print(f"error: unable to drain node \"{name}\": drain did not complete within "
+                      f"{args.timeout:g}s; pods left: {', '.join(pod_key(p) for p in pending)}", file=sys.stderr)
+                return 1
+            time.sleep(EVICTION_RETRY_SECONDS)
     for pod in todo:
         meta = pod["metadata"]
         wait_deleted(session.client, pod_rd, meta["namespace"], meta["name"], meta["uid"],
-                     timeout=args.timeout or None)
-        print(f"pod/{meta['name']} {'evicted' if use_eviction else 'deleted'}", flush=True)
+                     timeout=max(1.0, deadline - time.monotonic()) if deadline is not None else None)
+        print(f"pod/{meta['name']} {outcome[pod_key(pod)]}", flush=True)
     print(f"node/{name} drained")
     return 0
 

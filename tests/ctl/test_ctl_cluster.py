@@ -170,3 +170,66 @@ def test_exec_interactive_tty_passes_the_window_size(cluster_ctl, talker):
     finally:
         proc.kill()
         os.close(master)
+
+
+GUARDED = """apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: guarded}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: guarded}}}}
+  template:
+    metadata: {{labels: {{app: guarded}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      nodeSelector: {{kubernetes.io/hostname: {node}}}
+      containers: [{{name: web, image: "minik8s/myapp:v1"}}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {{name: guarded}}
+spec:
+  minAvailable: 1
+  selector: {{matchLabels: {{app: guarded}}}}
+"""
+
+
+def test_drain_respects_a_pod_disruption_budget(cluster, cluster_ctl):
+    """Both pods are pinned to one node, so their replacements cannot start while it is drained: the
+    disruption controller's budget lets one go and holds the other until drain times out; uncordoned, the
+    replacement starts, the budget allows one disruption again and the eviction goes through."""
+    node = cluster.kubelets[0].name
+    ns = cluster_ctl.namespace
+    assert cluster_ctl("apply", "-f", "-", input=GUARDED.format(node=node)).returncode == 0
+    assert cluster_ctl("rollout", "status", "deploy/guarded", "--timeout", "60").returncode == 0
+    with cluster.http() as http:
+        def budget():
+            return http.get(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/guarded").json().get("status") or {}
+        wait_for(lambda: budget().get("currentHealthy") == 2 and budget().get("disruptionsAllowed") == 1, 30, 0.1,
+                 "the budget to count two healthy pods")
+        assert (budget()["expectedPods"], budget()["desiredHealthy"]) == (2, 1)
+        try:
+            r = cluster_ctl("drain", node, "-l", "app=guarded", "--timeout", "7")
+            assert r.returncode == 1, (r.stdout, r.stderr)
+            assert "Cannot evict pod as it would violate the pod's disruption budget." in r.stderr
+            assert "drain did not complete within 7s" in r.stderr
+
+            def live():
+                items = http.get(f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": "app=guarded"}).json()["items"]
+                return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+            assert len([p for p in live() if p["spec"].get("nodeName") == node]) >= 1  # the budget kept one
+            wait_for(lambda: budget().get("disruptionsAllowed") == 0 and budget().get("currentHealthy") == 1, 30, 0.1,
+                     "the budget to see one healthy pod")
+        finally:
+            assert cluster_ctl("uncordon", node).returncode == 0
+        wait_for(lambda: budget().get("currentHealthy") == 2 and budget().get("disruptionsAllowed") == 1, 60, 0.1,
+                 "the replacement to be counted")
+        r = cluster_ctl("get", "pdb", "guarded")
+        assert r.stdout.split("\n")[1].split()[:4] == ["guarded", "1", "N/A", "1"], r.stdout
+        victim = next(p for p in http.get(f"/api/v1/namespaces/{ns}/pods",
+                                          params={"labelSelector": "app=guarded"}).json()["items"]
+                      if not p["metadata"].get("deletionTimestamp"))
+        r = http.post(f"/api/v1/namespaces/{ns}/pods/{victim['metadata']['name']}/eviction",
+                      json={"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": victim["metadata"]["name"]}})
+        assert r.status_code == 201, r.text
+    assert cluster_ctl("delete", "deploy,pdb", "guarded").returncode == 0
