@@ -421,7 +421,9 @@ class RestHandler:
             raise errors.not_found("namespaces", ns)
         if obj["metadata"].get("deletionTimestamp") or (obj.get("status") or {}).get("phase") == "Terminating":
             raise APIError(403, "Forbidden", f'unable to create new content in namespace {ns} because it is being '
-                                             f'terminated', name=ns, kind="namespaces")
+                                             f'terminated', name=ns, kind="namespaces",
+                           causes=[Cause("metadata.namespace", f"namespace {ns} is being terminated",
+                                         "NamespaceTerminating")])
 
     def _invalid(self, rd: ResourceDef, obj: Obj, causes: list[Cause]) -> APIError:
         return errors.invalid(rd.kind, str(obj["metadata"].get("name") or ""), causes, rd.group)

@@ -64,6 +64,11 @@ def is_conflict(e: BaseException) -> bool:
     return isinstance(e, APIError) and e.code == 409 and e.reason == "Conflict"
 
 
+def is_namespace_terminating(e: BaseException) -> bool:
+    """A create refused because its namespace is being deleted: nothing to retry, the content is going."""
+    return isinstance(e, APIError) and e.code == 403 and any(c.reason == "NamespaceTerminating" for c in e.causes)
+
+
 def is_already_exists(e: BaseException) -> bool:
     return isinstance(e, APIError) and e.code == 409 and e.reason == "AlreadyExists"
 

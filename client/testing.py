@@ -196,6 +196,13 @@ class FakeAPIServer:
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         if (rd.group_resource, object_key(obj)) in self.objects:
             raise errors.already_exists(rd.plural, meta["name"], rd.group)
+        namespace = self.objects.get(("namespaces", meta.get("namespace", ""))) if rd.namespaced else None
+        if namespace is not None and namespace["metadata"].get("deletionTimestamp"):
+            ns = meta["namespace"]  # refused as the apiserver does, cause and all
+            raise errors.APIError(403, "Forbidden", f"unable to create new content in namespace {ns} because it is "
+                                  "being terminated", name=ns, kind="namespaces",
+                                  causes=[errors.Cause("metadata.namespace", f"namespace {ns} is being terminated",
+                                                       "NamespaceTerminating")])
         obj.setdefault("apiVersion", rd.api_version)
         obj.setdefault("kind", rd.kind)
         meta.update(uid=next(self._uids), creationTimestamp=_now())

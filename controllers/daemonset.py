@@ -43,7 +43,7 @@ from api.nodeaffinity import term_matches
 from api.selectors import selector_from_dict
 from api.tolerations import tolerated
 from client.resources import object_key
-from client.rest import is_conflict, is_not_found
+from client.rest import is_conflict, is_namespace_terminating, is_not_found
 from controllers.base import Controller
 from controllers.common import (Expectations, OwnedPodHandlers, claim, is_pod_available, is_pod_ready, merge_diff,
                                 parse_time, pod_from_template)
@@ -367,6 +367,8 @@ class DaemonSetController(Controller):
                 pod = await self.client.create("pods", daemon_pod(ds, node, digest), ns)
             except Exception as e:
                 self.expectations.creation_observed(key)
+                if is_namespace_terminating(e):
+                    return  # the DaemonSet goes with its namespace
                 self.recorder.event(ds, "Warning", "FailedCreate", f"Error creating pod on node {node}: {e}")
                 raise
             logger.info("daemonset %s: created pod %s for node %s", key, pod["metadata"]["name"], node)

@@ -35,7 +35,7 @@ import time
 from typing import Any
 
 from api.errors import APIError
-from client.rest import is_already_exists, is_conflict, is_not_found
+from client.rest import is_already_exists, is_conflict, is_namespace_terminating, is_not_found
 from controllers import deployment_util as du
 from controllers.base import Controller
 from controllers.common import claim, controller_ref, parse_time
@@ -136,6 +136,8 @@ class DeploymentController(Controller):
         try:
             await self._reconcile(key)
         except APIError as e:
+            if is_not_found(e) or is_namespace_terminating(e):
+                return  # the Deployment (or what we wrote to) is gone or going; its events say what's next
             if not is_conflict(e):
                 raise
             # Our cache was behind a write (often our own): the informer event that brings it up to date

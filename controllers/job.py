@@ -38,7 +38,7 @@ from typing import Any, Callable
 from api.errors import APIError
 from api.selectors import selector_from_dict
 from client.resources import object_key
-from client.rest import is_conflict, is_not_found
+from client.rest import is_conflict, is_namespace_terminating, is_not_found
 from controllers.base import Controller
 from controllers.common import (Expectations, OwnedPodHandlers, claim, controller_ref, get_condition, is_pod_active,
                                 is_pod_ready, merge_diff, parse_time, pod_from_template, rfc3339)
@@ -440,6 +440,8 @@ class JobController(Controller):
                 pod = await self.client.create("pods", job_pod(job, ix), job["metadata"]["namespace"])
             except APIError as e:
                 self.expectations.creation_observed(key)
+                if is_namespace_terminating(e):
+                    return  # the Job goes with its namespace
                 self.recorder.event(job, "Warning", "FailedCreate", f"Error creating: {e}")
                 raise
             except Exception:

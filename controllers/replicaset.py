@@ -38,7 +38,7 @@ from api.errors import APIError
 from api.selectors import LabelSelector, selector_from_dict
 from client.informer import Informer
 from client.resources import object_key, split_key
-from client.rest import is_conflict, is_not_found
+from client.rest import is_conflict, is_namespace_terminating, is_not_found
 from controllers.base import Controller
 from controllers.common import (Expectations, claim, controller_ref, is_pod_active, is_pod_available, is_pod_ready,
                                 now_rfc3339, parse_time, pod_condition, pod_from_template)
@@ -363,6 +363,8 @@ class ReplicaSetController(Controller):
             # The creates we skipped or that failed will never show up in the informer.
             self.expectations.creation_observed(key, count - created)
         logger.info("replicaset %s: created %d of %d pods", key, created, count)
+        if is_namespace_terminating(failure):
+            return  # its namespace is being deleted, this ReplicaSet with it: no error to retry
         if failure is not None:
             raise ManageError(str(failure), "FailedCreate")
 

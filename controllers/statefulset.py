@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from api.errors import APIError
 from api.selectors import selector_from_dict
-from client.rest import is_already_exists, is_conflict, is_not_found
+from client.rest import is_already_exists, is_conflict, is_namespace_terminating, is_not_found
 from controllers.base import Controller
 from controllers.common import (claim, controller_ref, is_pod_available, is_pod_ready, merge_diff, new_controller_ref,
                                 pod_from_template)
@@ -292,6 +292,8 @@ class StatefulSetController(Controller):
         except APIError as e:
             if is_already_exists(e):
                 return  # the cache is behind; the watch brings the pod
+            if is_namespace_terminating(e):
+                return  # the StatefulSet goes with its namespace
             self.recorder.event(sts, "Warning", "FailedCreate",
                                 f"create Pod {name} in StatefulSet {set_name} failed error: {e}")
             raise

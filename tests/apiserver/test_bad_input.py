@@ -134,7 +134,11 @@ def test_missing_namespace_is_404_and_terminating_namespace_is_403(http):
     r = http.delete("/api/v1/namespaces/going-away")
     assert r.status_code == 200
     assert r.json()["status"]["phase"] == "Terminating"
-    assert status(http.post("/api/v1/namespaces/going-away/pods", json=good_pod()), 403, "Forbidden")
+    body = status(http.post("/api/v1/namespaces/going-away/pods", json=good_pod()), 403, "Forbidden")
+    assert body["message"] == "unable to create new content in namespace going-away because it is being terminated"
+    # Controllers recognise this refusal by its cause, as Kubernetes' do, and stop creating instead of retrying.
+    assert body["details"]["causes"] == [{"field": "metadata.namespace", "reason": "NamespaceTerminating",
+                                          "message": "namespace going-away is being terminated"}]
 
 
 def test_get_of_missing_object_is_404_with_details(http, namespace):

@@ -126,6 +126,18 @@ async def test_expectations_stop_a_second_create_before_the_watch_catches_up(h, 
     assert not h.ctl.expectations.satisfied(f"{NS}/web")
 
 
+async def test_a_terminating_namespace_stops_creates_without_an_error(h):
+    h.fake.seed(make_rs(replicas=3))
+    h.fake.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS,
+                                                                       "deletionTimestamp": "2030-01-01T00:00:00Z"}})
+    await h.settle()
+    await h.ctl.reconcile(f"{NS}/web")  # no exception: the workqueue would retry it over and over
+    assert h.pods() == []
+    assert not [c for c in h.rs().get("status", {}).get("conditions") or [] if c["type"] == "ReplicaFailure"]
+    await h.recorder.flush()
+    assert [o["reason"] for (gr, _), o in h.fake.objects.items() if gr == "events"] == []
+
+
 async def test_slow_start_stops_after_the_first_failing_batch(h):
     h.fake.seed(make_rs(replicas=10))
     await h.settle()
