@@ -344,6 +344,48 @@ def default_binding(obj: Obj) -> None:
             subject["apiGroup"] = "rbac.authorization.k8s.io"
 
 
+# --- autoscaling/v2 (k8s.io/kubernetes/pkg/apis/autoscaling/v2/defaults.go) ----------------------
+
+HPA_DEFAULT_CPU_UTILIZATION = 80
+
+
+def hpa_scale_up_rules() -> Obj:
+    return {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
+            "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15},
+                         {"type": "Percent", "value": 100, "periodSeconds": 15}]}
+
+
+def hpa_scale_down_rules() -> Obj:
+    """No stabilizationWindowSeconds: the controller's --horizontal-pod-autoscaler-downscale-stabilization
+    (300 s) applies when none is given, as in Kubernetes."""
+    return {"selectPolicy": "Max", "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}
+
+
+def _default_scaling_rules(behavior: Obj, key: str, defaults: Obj) -> None:
+    rules = behavior.get(key)
+    if not isinstance(rules, dict):
+        behavior[key] = defaults
+        return
+    for field, value in defaults.items():
+        if rules.get(field) is None or (field == "policies" and rules.get(field) == []):
+            rules[field] = value
+
+
+def default_horizontal_pod_autoscaler(obj: Obj) -> None:
+    """minReplicas 1; no metrics → CPU at 80% of requests; a given behavior gets its missing rules filled."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    _set(spec, "minReplicas", 1)
+    if not spec.get("metrics"):
+        spec["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": HPA_DEFAULT_CPU_UTILIZATION}}}]
+    behavior = spec.get("behavior")
+    if isinstance(behavior, dict):
+        _default_scaling_rules(behavior, "scaleUp", hpa_scale_up_rules())
+        _default_scaling_rules(behavior, "scaleDown", hpa_scale_down_rules())
+
+
 DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "Namespace": default_namespace,
     "Pod": default_pod,
@@ -360,4 +402,5 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "PersistentVolume": default_persistent_volume,
     "RoleBinding": default_binding,
     "ClusterRoleBinding": default_binding,
+    "HorizontalPodAutoscaler": default_horizontal_pod_autoscaler,
 }

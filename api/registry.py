@@ -151,6 +151,8 @@ RESOURCES: tuple[ResourceDef, ...] = (
                 tracks_generation=False),
     ResourceDef(group="policy", version="v1", kind="PodDisruptionBudget", plural="poddisruptionbudgets",
                 subresources=("status",), has_status=True, short_names=("pdb",)),
+    ResourceDef(group="autoscaling", version="v2", kind="HorizontalPodAutoscaler", plural="horizontalpodautoscalers",
+                subresources=("status",), has_status=True, short_names=("hpa",), categories=("all",)),
     _rbac("ClusterRole", "clusterroles", namespaced=False),
     _rbac("ClusterRoleBinding", "clusterrolebindings", namespaced=False),
     _rbac("Role", "roles"),
@@ -163,6 +165,14 @@ REVIEWS: tuple[ResourceDef, ...] = (
                 plural="selfsubjectaccessreviews", namespaced=False, verbs=("create",)),
     ResourceDef(group="authorization.k8s.io", version="v1", kind="SubjectAccessReview",
                 plural="subjectaccessreviews", namespaced=False, verbs=("create",)),
+)
+
+# Kinds computed on request, not stored: the resource metrics API (metrics-server's, which Kubernetes serves
+# through API aggregation; here the apiserver scrapes the kubelets itself, `apiserver.metrics`). Read-only.
+METRICS: tuple[ResourceDef, ...] = (
+    ResourceDef(group="metrics.k8s.io", version="v1beta1", kind="NodeMetrics", plural="nodes", namespaced=False,
+                verbs=("get", "list")),
+    ResourceDef(group="metrics.k8s.io", version="v1beta1", kind="PodMetrics", plural="pods", verbs=("get", "list")),
 )
 
 _BY_PATH: dict[tuple[str, str, str], ResourceDef] = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -180,7 +190,7 @@ def by_kind(api_version: str, kind: str) -> ResourceDef | None:
 def groups() -> dict[str, list[str]]:
     """Group name -> versions served (core group is "")."""
     out: dict[str, list[str]] = {}
-    for r in RESOURCES + REVIEWS:
+    for r in RESOURCES + REVIEWS + METRICS:
         versions = out.setdefault(r.group, [])
         if r.version not in versions:
             versions.append(r.version)

@@ -1633,6 +1633,134 @@ def validate_persistent_volume(obj: Obj, old: Obj | None) -> Causes:
     return causes
 
 
+# --- autoscaling/v2 -------------------------------------------------------------------------------
+
+HPA_METRIC_SOURCES = {"Object": "object", "Pods": "pods", "Resource": "resource", "ContainerResource":
+                      "containerResource", "External": "external"}
+HPA_TARGET_TYPES = ("Utilization", "Value", "AverageValue")
+HPA_POLICY_TYPES = ("Pods", "Percent")
+HPA_SELECT_POLICIES = ("Max", "Min", "Disabled")
+HPA_MAX_STABILIZATION_SECONDS = 3600
+HPA_MAX_PERIOD_SECONDS = 1800
+
+
+def _positive_quantity(obj: Obj, key: str, path: str, causes: Causes) -> None:
+    value = obj.get(key)
+    if value is None:
+        return
+    try:
+        ok = quantity.parse_quantity(value) > 0
+    except ValueError as e:
+        causes.append(invalid(path, value, str(e)))
+        return
+    if not ok:
+        causes.append(invalid(path, value, "must be positive"))
+
+
+def _validate_metric_target(target: Any, path: str) -> Causes:
+    causes: Causes = []
+    if not isinstance(target, dict):
+        return [invalid(path, target, "must be an object")] if target is not None else []
+    if not target.get("type"):
+        causes.append(required(f"{path}.type", "must specify a metric target type"))
+    elif target["type"] not in HPA_TARGET_TYPES:
+        causes.append(invalid(f"{path}.type", target["type"], "must be either Utilization, Value, or AverageValue"))
+    _positive_quantity(target, "value", f"{path}.value", causes)
+    _positive_quantity(target, "averageValue", f"{path}.averageValue", causes)
+    _int_at_least(target, "averageUtilization", f"{path}.averageUtilization", 1, causes)
+    return causes
+
+
+def _validate_hpa_metric(metric: Obj, path: str) -> Causes:
+    causes: Causes = []
+    mtype = _get(metric, "type", f"{path}.type", str, causes)
+    if not mtype:
+        return causes + [required(f"{path}.type", "must specify a metric source type")]
+    if mtype not in HPA_METRIC_SOURCES:
+        return causes + [not_supported(f"{path}.type", mtype, tuple(HPA_METRIC_SOURCES))]
+    for other_type, key in HPA_METRIC_SOURCES.items():
+        if other_type != mtype and metric.get(key) is not None:
+            causes.append(forbidden(f"{path}.{key}", "must populate the given metric source only"))
+    key = HPA_METRIC_SOURCES[mtype]
+    src = _get(metric, key, f"{path}.{key}", dict, causes)
+    if src is None:
+        return causes + [required(f"{path}.{key}", "must populate information for the given metric source")]
+    causes += _validate_metric_target(src.get("target"), f"{path}.{key}.target")
+    if mtype in ("Resource", "ContainerResource"):
+        if not src.get("name"):
+            causes.append(required(f"{path}.{key}.name", "must specify a resource name"))
+        if mtype == "ContainerResource" and not src.get("container"):
+            causes.append(required(f"{path}.{key}.container", "must specify a container"))
+        target = src.get("target") if isinstance(src.get("target"), dict) else {}
+        if target.get("averageUtilization") is None and target.get("averageValue") is None:
+            causes.append(required(f"{path}.{key}.target.averageUtilization",
+                                   "must set either a target raw value or a target utilization"))
+        elif target.get("averageUtilization") is not None and target.get("averageValue") is not None:
+            causes.append(forbidden(f"{path}.{key}.target.averageValue",
+                                    "may not set both a target raw value and a target utilization"))
+    elif not isinstance(src.get("metric"), dict) or not src["metric"].get("name"):
+        causes.append(required(f"{path}.{key}.metric.name", "must specify a metric name"))
+    return causes
+
+
+def _validate_scaling_rules(rules: Any, path: str) -> Causes:
+    causes: Causes = []
+    if not isinstance(rules, dict):
+        return [invalid(path, rules, "must be an object")] if rules is not None else []
+    _int_between(rules, "stabilizationWindowSeconds", f"{path}.stabilizationWindowSeconds", 0,
+                 HPA_MAX_STABILIZATION_SECONDS, causes)
+    _one_of(rules, "selectPolicy", f"{path}.selectPolicy", HPA_SELECT_POLICIES, causes)
+    policies = _items(rules, "policies", f"{path}.policies", causes)
+    if "policies" in rules and not policies and not causes:
+        causes.append(required(f"{path}.policies", "must specify at least one Policy"))
+    for p_path, policy in policies:
+        if not policy.get("type"):
+            causes.append(required(f"{p_path}.type", ""))
+        else:
+            _one_of(policy, "type", f"{p_path}.type", HPA_POLICY_TYPES, causes)
+        if _int_at_least(policy, "value", f"{p_path}.value", 1, causes) is None and policy.get("value") is None:
+            causes.append(required(f"{p_path}.value", ""))
+        period = _int_between(policy, "periodSeconds", f"{p_path}.periodSeconds", 1, HPA_MAX_PERIOD_SECONDS, causes)
+        if period is None and policy.get("periodSeconds") is None:
+            causes.append(required(f"{p_path}.periodSeconds", ""))
+    return causes
+
+
+def validate_horizontal_pod_autoscaler(obj: Obj, old: Obj | None) -> Causes:
+    """scaleTargetRef kind and name; 1 <= minReplicas <= maxReplicas; metrics with one source each and a
+    target; behavior rules within Kubernetes' bounds (window <= 3600 s, policy period <= 1800 s)."""
+    causes: Causes = []
+    spec = _get(obj, "spec", "spec", dict, causes)
+    if spec is None:
+        return causes + ([required("spec")] if obj.get("spec") is None else [])
+    ref = _get(spec, "scaleTargetRef", "spec.scaleTargetRef", dict, causes)
+    if ref is None and spec.get("scaleTargetRef") is None:
+        causes.append(required("spec.scaleTargetRef"))
+    if ref is not None:
+        for key in ("kind", "name"):
+            value = _get(ref, key, f"spec.scaleTargetRef.{key}", str, causes)
+            if not value and ref.get(key) is None:
+                causes.append(required(f"spec.scaleTargetRef.{key}"))
+            elif value and ("/" in value or "%" in value or value in (".", "..")):
+                causes.append(invalid(f"spec.scaleTargetRef.{key}", value, "may not contain '/' or '%'"))
+        _get(ref, "apiVersion", "spec.scaleTargetRef.apiVersion", str, causes)
+    low = _int_at_least(spec, "minReplicas", "spec.minReplicas", 1, causes)
+    high = _get(spec, "maxReplicas", "spec.maxReplicas", int, causes)
+    if high is None and spec.get("maxReplicas") is None:
+        causes.append(required("spec.maxReplicas"))
+    elif high is not None and high < 1:
+        causes.append(invalid("spec.maxReplicas", high, "must be greater than 0"))
+    elif high is not None and low is not None and high < low:
+        causes.append(invalid("spec.maxReplicas", high, "must be greater than or equal to `minReplicas`"))
+    for path, metric in _items(spec, "metrics", "spec.metrics", causes):
+        causes += _validate_hpa_metric(metric, path)
+    behavior = _get(spec, "behavior", "spec.behavior", dict, causes)
+    if behavior is not None:
+        for key in ("scaleUp", "scaleDown"):
+            causes += _validate_scaling_rules(behavior.get(key), f"spec.behavior.{key}")
+    return causes
+
+
 VALIDATORS: dict[str, Callable[[Obj, Obj | None], list[Cause]]] = {
     "Namespace": validate_namespace,
     "Pod": validate_pod,
@@ -1658,4 +1786,5 @@ VALIDATORS: dict[str, Callable[[Obj, Obj | None], list[Cause]]] = {
     "ClusterRole": validate_cluster_role,
     "RoleBinding": validate_role_binding,
     "ClusterRoleBinding": validate_cluster_role_binding,
+    "HorizontalPodAutoscaler": validate_horizontal_pod_autoscaler,
 }

@@ -2,9 +2,10 @@
 
 Routes are few and generic — `/api/v1/{path}` and `/apis/{group}/{version}/{path}` — and hand the rest
 of the path to `RestHandler`, which consults the registry. The exceptions are `pods/log` and `pods/exec`,
-which are not stored data but a relay to the pod's kubelet (`apiserver.proxy`), routed ahead of the generic
-ones. Every `APIError` becomes a Status response; anything unexpected is logged and answered as a 500
-Status (never a bare stack trace).
+which are not stored data but a relay to the pod's kubelet (`apiserver.proxy`), and the resource metrics
+API (`apiserver.metrics`), computed from the kubelets' usage; they are routed ahead of the generic ones.
+Every `APIError` becomes a Status response; anything unexpected is logged and answered as a 500 Status
+(never a bare stack trace).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from apiserver.authz import Authorize, Authorizer, RBACAdmission, answer_review
 from apiserver.serviceaccounts import (DEFAULT_ISSUER, TokenAuthenticator, TokenIssuer, mount_api_access,
                                        token_request)
 from apiserver.allocator import ServiceAllocator
+from apiserver.metrics import MetricsAPI
 from apiserver.pki import read_token_file
 from apiserver.proxy import KUBELET_CLIENT_USER, KubeletProxy, deny_websocket
 from apiserver.rest import RestHandler, json_response, read_body
@@ -127,7 +129,7 @@ def load_tokens(path: Path | None) -> dict[str, UserInfo]:
 
 def discovery_resources(group: str, version: str) -> list[dict[str, Any]]:
     out = []
-    for rd in registry.RESOURCES + registry.REVIEWS:
+    for rd in registry.RESOURCES + registry.REVIEWS + registry.METRICS:
         if rd.group != group or rd.version != version:
             continue
         out.append({"name": rd.plural, "singularName": rd.singular, "namespaced": rd.namespaced, "kind": rd.kind,
@@ -185,7 +187,7 @@ def split_resource_path(path: str) -> tuple[str, str, list[str]] | None:
     parts = [p for p in rest.split("/") if p]
     if not parts or (len(parts) == 5 and parts[2] == "pods" and parts[4] in ("log", "exec") and not group):
         return None
-    if group == "authorization.k8s.io":  # access reviews: answered, not stored
+    if group in ("authorization.k8s.io", "metrics.k8s.io"):  # access reviews, resource metrics: not stored
         return None
     return group, version, parts
 
@@ -200,6 +202,12 @@ async def guarded(request: Request, fn, *args) -> Response:
     except Exception:
         logger.exception("internal error serving %s %s", request.method, request.url.path)
         return json_response(errors.internal("an internal error occurred; see the apiserver log").status(), 500)
+
+
+def guarded_route(fn) -> Callable[[Request], Any]:
+    async def route(request: Request) -> Response:
+        return await guarded(request, fn)
+    return route
 
 
 class ResourceRoutes:
@@ -247,6 +255,7 @@ def create_app(settings: Settings):
     kubelet_token = next((tok for tok, user in tokens.items() if user.name == KUBELET_CLIENT_USER), None)
     kubelets = KubeletProxy(store, token=kubelet_token, ca_file=settings.kubelet_certificate_authority,
                             timeout=settings.kubelet_timeout)
+    metrics = MetricsAPI(cache, kubelets)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -360,6 +369,8 @@ def create_app(settings: Settings):
     r.add_route("/api/v1/namespaces/{namespace}/pods/{name}/exec", pod_exec_without_upgrade, ["GET", "POST"])
     r.add_websocket_route("/api/v1/namespaces/{namespace}/pods/{name}/exec", pod_exec)
     r.add_route("/apis/authorization.k8s.io/v1/{plural:str}", access_review, ["POST"])
+    for path, endpoint in metrics.routes():
+        r.add_route(path, guarded_route(endpoint), ["GET"])
     r.add_route("/apis", api_groups, ["GET"])
     r.add_route("/apis/{group}", api_group, ["GET"])
     r.add_route("/apis/{group}/{version}", group_resources, ["GET"])

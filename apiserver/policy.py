@@ -43,6 +43,8 @@ WORKLOADS = [
     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": None},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": None},
 ]
+# What metrics-server's `system:aggregated-metrics-reader` adds to view, edit and admin (`kubectl top`).
+METRICS_READER = {"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": READ}
 
 
 def _workload_rules(verbs: list[str]) -> list[Obj]:
@@ -69,13 +71,16 @@ def cluster_roles() -> list[Obj]:
         _role("cluster-admin", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
                                 {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
         _role("admin", _workload_rules(ALL_RESOURCE_VERBS) + [
+            METRICS_READER,
             {"apiGroups": [GROUP], "resources": ["roles", "rolebindings"], "verbs": ALL_RESOURCE_VERBS},
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": READ}]),
         _role("edit", _workload_rules(ALL_RESOURCE_VERBS) + [
+            METRICS_READER,
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": READ}]),
         _role("view", [{**rule, "resources": [r for r in rule["resources"] if r not in (
             "secrets", "pods/exec", "pods/attach", "pods/portforward", "pods/proxy", "services/proxy",
             "pods/eviction")], "verbs": READ} for rule in WORKLOADS] + [
+            METRICS_READER,
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": READ}]),
         _role("system:discovery", [{"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/openapi",
                                                         "/openapi/*", "/version", "/version/", "/healthz",

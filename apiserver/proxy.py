@@ -187,6 +187,23 @@ class KubeletProxy:
         host, port = kubelet_address(node)
         return Target(namespace, name, chosen, node_name, host, port)
 
+    async def fetch(self, node: dict[str, Any], path: str) -> bytes:
+        """GET `path` from a node's kubelet (as the kubelet-client identity), bounded by the timeout."""
+        host, port = kubelet_address(node)
+        target = Target("", "", "", node["metadata"]["name"], host, port)
+        url = f"https://{f'[{host}]' if ':' in host else host}:{port}{path}"
+        try:
+            r = await asyncio.wait_for(self.http.get(url, headers=self._headers()), self.timeout)
+        except (httpx.TimeoutException, TimeoutError) as e:
+            raise unavailable(f"timed out waiting for {target.describe()}") from e
+        except httpx.ConnectError as e:
+            raise self._connect_error(target, e) from e
+        except httpx.HTTPError as e:
+            raise bad_gateway(f"error talking to {target.describe()}: {e}") from e
+        if r.status_code != 200:
+            raise relayed(r.status_code, r.content, target)
+        return r.content
+
     # -- pods/log ----------------------------------------------------------------------------------------
 
     async def logs(self, request: Request) -> Response:

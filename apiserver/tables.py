@@ -267,6 +267,45 @@ COLUMNS: dict[str, list[Column]] = {
 }
 
 
+# -- HorizontalPodAutoscaler (kubernetes/pkg/printers/internalversion: printHorizontalPodAutoscaler) -----------
+
+def _hpa_reference(h: Obj) -> str:
+    ref = _spec(h).get("scaleTargetRef") or {}
+    return f'{ref.get("kind", "")}/{ref.get("name", "")}'
+
+
+def _hpa_metric(spec: Obj, current: Obj | None) -> str:
+    """One metric as `cpu: 40%/50%` (utilization) or `memory: 100Mi/200Mi` (average value)."""
+    mtype = spec.get("type")
+    key = {"Resource": "resource", "ContainerResource": "containerResource"}.get(mtype or "")
+    if key is None:
+        return f"<{(mtype or '').lower()} metric>"
+    src = spec.get(key) or {}
+    target = src.get("target") or {}
+    now = ((current or {}).get(key) or {}).get("current") or {}
+    name = src.get("name", "")
+    if target.get("averageUtilization") is not None:
+        got = f'{now["averageUtilization"]}%' if now.get("averageUtilization") is not None else "<unknown>"
+        return f'{name}: {got}/{target["averageUtilization"]}%'
+    return f'{name}: {now.get("averageValue", "<unknown>")}/{target.get("averageValue", "<unknown>")}'
+
+
+def _hpa_targets(h: Obj) -> str:
+    metrics = _spec(h).get("metrics") or []
+    if not metrics:
+        return "<none>"
+    currents = (h.get("status") or {}).get("currentMetrics") or []
+    shown = [_hpa_metric(m, currents[i] if i < len(currents) else None) for i, m in enumerate(metrics[:2])]
+    more = f" + {len(metrics) - 2} more..." if len(metrics) > 2 else ""
+    return ", ".join(shown) + more
+
+
+COLUMNS["HorizontalPodAutoscaler"] = [
+    NAME, ("Reference", "string", "", 0, _hpa_reference), ("Targets", "string", "", 0, _hpa_targets),
+    ("MinPods", "string", "", 0, lambda h: _spec(h).get("minReplicas", "<unset>")),
+    ("MaxPods", "integer", "", 0, lambda h: _spec(h).get("maxReplicas", 0)),
+    ("Replicas", "integer", "", 0, _sts("currentReplicas")), AGE]
+
 def table(rd: ResourceDef, objects: list[Obj], resource_version: str, cont: str | None = None) -> Obj:
     columns = COLUMNS.get(rd.kind, [NAME, AGE])
     now = datetime.datetime.now(datetime.timezone.utc)

@@ -41,6 +41,7 @@ from kubelet.podsync import PodSyncer
 from kubelet.podworkers import PodWorkers
 from kubelet.probes import Handlers, ProbeManager
 from kubelet.runtime import LOCAL_REGISTRIES, Runtime
+from kubelet.stats import ResourceStats
 from kubelet import volumes
 
 logger = logging.getLogger(__name__)
@@ -226,8 +227,14 @@ class Kubelet:
         cert, key = cfg.tls_cert_file, cfg.tls_private_key_file
         if not cert or not key:
             cert, key = ensure_serving_cert(cfg.root_dir / "pki", cfg.node_name, [cfg.node_ip, "127.0.0.1"])
+        try:
+            stats = ResourceStats(self.docker, cfg.node_name)
+        except (OSError, RuntimeError) as e:
+            logger.warning("no resource metrics on this node: %s", e)
+            stats = None
         server = KubeletServer(docker=self.docker, node_name=cfg.node_name, bind_address=cfg.address, port=cfg.port,
-                               cert_file=str(cert), key_file=str(key), token_file=cfg.authentication_token_file)
+                               cert_file=str(cert), key_file=str(key), token_file=cfg.authentication_token_file,
+                               stats=stats)
         await server.start()
         return server
 

@@ -7,6 +7,8 @@ Paths are the real kubelet's (port 10250):
   `sinceSeconds`, `sinceTime`, `limitBytes`: the container's output as plain text, streamed while `follow`.
 - `GET /exec/{namespace}/{pod}/{container}?command=..&command=..&stdin=1&stdout=1&stderr=1&tty=1`:
   a WebSocket speaking Kubernetes' channel protocol (below).
+- `GET /metrics/resource`: CPU and memory usage of the node and its containers in Prometheus text format,
+  the real kubelet's endpoint that metrics-server scrapes (`kubelet.stats`).
 
 Authentication: every other path needs `Authorization: Bearer <token>` where the token is a row of a
 Kubernetes static token file (`token,user,uid,"group1,group2"`) whose user is the apiserver's kubelet-client
@@ -56,6 +58,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from kubelet import labels
+from kubelet.stats import ResourceStats, render
 
 logger = logging.getLogger(__name__)
 
@@ -503,8 +506,10 @@ class KubeletServer:
     """The kubelet's HTTPS API, served inside the running event loop (`await start()` … `await stop()`)."""
 
     def __init__(self, *, docker: docker.DockerClient, node_name: str, bind_address: str = "0.0.0.0",
-                 port: int = 10250, cert_file: str, key_file: str, token_file: str | None):
+                 port: int = 10250, cert_file: str, key_file: str, token_file: str | None,
+                 stats: ResourceStats | None = None):
         self.docker = docker
+        self.stats = stats
         self.node_name = node_name
         self.bind_address = bind_address
         self.port = port
@@ -521,6 +526,7 @@ class KubeletServer:
             Route("/containerLogs/{namespace}/{pod}/{container}", self.container_logs, methods=["GET"]),
             Route("/exec/{namespace}/{pod}/{container}", self.exec_without_upgrade, methods=["GET", "POST"]),
             WebSocketRoute("/exec/{namespace}/{pod}/{container}", self.exec),
+            Route("/metrics/resource", self.resource_metrics, methods=["GET"]),
         ]
         app = Starlette(routes=routes)
         app.add_middleware(BearerAuth, tokens=self.tokens)
@@ -556,6 +562,15 @@ class KubeletServer:
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
+
+    async def resource_metrics(self, request: Request) -> Response:
+        if self.stats is None:
+            return KubeletError(404, "NotFound", "resource metrics are not collected on this node").response()
+        try:
+            node, containers, failed = await asyncio.to_thread(self.stats.collect)
+        except (OSError, docker.errors.DockerException) as e:
+            return KubeletError(503, "ServiceUnavailable", f"reading resource usage failed: {e}").response()
+        return PlainTextResponse(render(node, containers, failed), media_type="text/plain; version=0.0.4")
 
     async def _find(self, ref: ContainerRef, previous: bool) -> dict[str, Any]:
         try:
