@@ -32,9 +32,9 @@ from ctl.errors import error_from_server
 from ctl.session import Session
 from ctl.waiting import WaitTimeout
 
-HELP = "the kubectl-style client: get, describe, apply, delete, logs, exec, scale, rollout, drain, ..."
+HELP = "the kubectl-style client: get, describe, apply, delete, logs, exec, scale, rollout, drain, top, ..."
 
-MODULES = ("ctl.get", "ctl.apply", "ctl.create", "ctl.delete", "ctl.logs", "ctl.exec", "ctl.scale", "ctl.describe", "ctl.rollout", "ctl.nodes", "ctl.metadata", "ctl.info")
+MODULES = ("ctl.get", "ctl.apply", "ctl.create", "ctl.delete", "ctl.logs", "ctl.exec", "ctl.scale", "ctl.describe", "ctl.rollout", "ctl.nodes", "ctl.metadata", "ctl.info", "ctl.top")
 
 
 class KubectlParser(argparse.ArgumentParser):
