@@ -272,3 +272,25 @@ def _strip_directives(value: Any, path: tuple[str, ...]) -> Any:
 
 def _dotted(path: tuple[str, ...]) -> str:
     return ".".join(path) or "<root>"
+
+
+# --- associative list keys for server-side apply ------------------------------------------------
+
+# Server-side apply identifies an item of an associative list by *all* its key fields (Kubernetes'
+# `listMapKeys`), where strategic merge patch uses only the first: a container port is
+# (containerPort, protocol), a Service port (port, protocol), a spread constraint
+# (topologyKey, whenUnsatisfiable). A key field an item omits takes its schema default, if it has one.
+_EXTRA_LIST_MAP_KEYS: dict[str, tuple[str, ...]] = {
+    "containerPort": ("protocol",),
+    "port": ("protocol",),
+    "topologyKey": ("whenUnsatisfiable",),
+}
+LIST_MAP_KEY_DEFAULTS: dict[str, Any] = {"protocol": "TCP"}
+
+
+def list_map_keys(path: tuple[str, ...]) -> Any:
+    """Key fields of the associative list at `path`, None for a set of primitives, or `ATOMIC`."""
+    strategy = list_strategy(path)
+    if strategy is ATOMIC or strategy is None:
+        return strategy
+    return (strategy, *_EXTRA_LIST_MAP_KEYS.get(strategy, ()))

@@ -6,7 +6,8 @@ exist, fetch each one's document and look for the PATCH operation of the kind at
 server; otherwise it falls back to downloading `/openapi/v2` and fails without it. So each document
 lists, per kind, its paths with the operations and that parameter, tagged with
 `x-kubernetes-group-version-kind`. Strategic merge patch is deliberately not advertised in the request
-bodies, so kubectl computes apply patches from its own compiled-in types rather than from our schemas.
+bodies, so kubectl computes apply patches from its own compiled-in types rather than from our schemas;
+server-side apply (`application/apply-patch+yaml`) is.
 
 Field validation: objects are dicts without full schemas, so Strict checks what can be checked without
 one — duplicate keys anywhere in a JSON body, and unknown fields at the top level and in `metadata` —
@@ -79,7 +80,7 @@ def group_version_document(gv: str) -> Obj:
         body = {"content": {"application/json": {"schema": {"$ref": _ref(rd)}}, "application/yaml": {
             "schema": {"$ref": _ref(rd)}}}}
         patch_body = {"content": {t: {"schema": {"type": "object"}} for t in (
-            "application/json-patch+json", "application/merge-patch+json")}}
+            "application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json")}}
         response = {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": _ref(rd)}}}}}
         common = [_param("pretty"), _param("dryRun"), _param("fieldManager"), _param("fieldValidation")]
 
