@@ -31,7 +31,8 @@ from api import errors, registry
 from api.errors import APIError
 from api.rbac import AUTHENTICATED, UserInfo
 from apiserver import bootstrap, openapi
-from apiserver.authz import Authorize, Authorizer, RBACAdmission, answer_review
+from apiserver.authz import Authorize, Authorizer, RBACAdmission, answer_review, current_user
+from apiserver.nodeauthz import NodeRestriction
 from apiserver.serviceaccounts import (DEFAULT_ISSUER, TokenAuthenticator, TokenIssuer, mount_api_access,
                                        token_request)
 from apiserver.allocator import ServiceAllocator
@@ -65,7 +66,7 @@ class Settings:
     watch_window: int = 10000
     kubelet_certificate_authority: Path | None = None   # None: kubelet serving certs are not verified
     kubelet_timeout: float = 5.0
-    authorization_mode: str = "RBAC"
+    authorization_mode: str = "Node,RBAC"
     service_account_signing_key: Path | None = None  # None: a key made at start-up
     service_account_issuer: str = DEFAULT_ISSUER
     api_audiences: list[str] = field(default_factory=list)
@@ -80,7 +81,7 @@ class TokenAuth:
     `base64url.bearer.authorization.k8s.io.<base64url token>`, for clients that cannot set headers.
     """
 
-    def __init__(self, app, tokens: dict[str, UserInfo], fallback: Callable[[str], UserInfo | None] | None = None):
+    def __init__(self, app, tokens: "StaticTokens", fallback: Callable[[str], UserInfo | None] | None = None):
         self.app = app
         self.tokens = tokens
         self.fallback = fallback  # e.g. ServiceAccount JWTs
@@ -88,10 +89,12 @@ class TokenAuth:
     def authenticate(self, presented: str | None) -> UserInfo | None:
         if not presented:
             return None
-        for token, user in self.tokens.items():
-            if hmac.compare_digest(token, presented):
-                return user
-        return self.fallback(presented) if self.fallback is not None else None
+        user = self.tokens.lookup(presented)
+        if user is None and self.fallback is not None:
+            user = self.fallback(presented)
+        if user is None and self.tokens.reload():
+            user = self.tokens.lookup(presented)  # the token file changed: a node added, say
+        return user
 
     @staticmethod
     def presented_token(scope) -> str | None:
@@ -125,6 +128,45 @@ def load_tokens(path: Path | None) -> dict[str, UserInfo]:
         return {}
     return {tok: UserInfo(user, tuple(dict.fromkeys([*groups, AUTHENTICATED])), uid)
             for tok, user, uid, groups in read_token_file(path)}
+
+
+class StaticTokens:
+    """`--token-auth-file`, re-read when it changes. Kubernetes reads it once; re-reading lets
+    `minik8s bootstrap --node NAME` add a node's identity without restarting the apiserver. The file is
+    looked at only when a presented token is unknown, so known tokens cost no system call."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self.tokens: dict[str, UserInfo] = {}
+        self.reload()
+
+    def lookup(self, presented: str) -> UserInfo | None:
+        for token, user in self.tokens.items():
+            if hmac.compare_digest(token, presented):
+                return user
+        return None
+
+    def reload(self) -> bool:
+        """Re-read the file if it changed since the last read; True if it did."""
+        if self.path is None:
+            return False
+        try:
+            st = self.path.stat()
+        except OSError:
+            return False
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp == self._stamp:
+            return False
+        try:
+            tokens = load_tokens(self.path)
+        except (OSError, ValueError) as e:
+            logger.warning("token file %s: %s; keeping the tokens read before", self.path, e)
+            return False
+        if self._stamp is not None:
+            logger.info("token file %s changed: %d identities", self.path, len(tokens))
+        self.tokens, self._stamp = tokens, stamp
+        return True
 
 
 def discovery_resources(group: str, version: str) -> list[dict[str, Any]]:
@@ -248,11 +290,15 @@ def create_app(settings: Settings):
     mutating = []
     if "ServiceAccount" in settings.admission_plugins:
         mutating.append(lambda rd, obj: mount_api_access(obj, cache) if rd.kind == "Pod" else None)
-    handler = RestHandler(store, cache, allocator, admission=[RBACAdmission(authorizer)], mutating=mutating,
+    admission = [RBACAdmission(authorizer)]
+    if "Node" in authorizer.modes:
+        admission.append(NodeRestriction(current_user.get))
+    handler = RestHandler(store, cache, allocator, admission=admission, mutating=mutating,
                           connectors={("ServiceAccount", "token"): lambda ns, name, body: token_request(
-                              issuer, cache, ns or "", name, body)})
-    tokens = load_tokens(settings.token_file)
-    kubelet_token = next((tok for tok, user in tokens.items() if user.name == KUBELET_CLIENT_USER), None)
+                              issuer, cache, ns or "", name, body,
+                              user=current_user.get() if "Node" in authorizer.modes else None)})
+    tokens = StaticTokens(settings.token_file)
+    kubelet_token = next((tok for tok, user in tokens.tokens.items() if user.name == KUBELET_CLIENT_USER), None)
     kubelets = KubeletProxy(store, token=kubelet_token, ca_file=settings.kubelet_certificate_authority,
                             timeout=settings.kubelet_timeout)
     metrics = MetricsAPI(cache, kubelets)

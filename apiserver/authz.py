@@ -8,7 +8,9 @@ is `create` on `pods/exec` whatever the HTTP method (as Kubernetes ≥ 1.31 auth
 
 `Authorizer` evaluates `api.rbac` rules against the Roles, ClusterRoles and bindings in the watch cache
 (no etcd read per request; the policy is rebuilt only when one of those objects changes, and decisions
-are memoised until then). `--authorization-mode AlwaysAllow` turns it off.
+are memoised until then). In front of it (`--authorization-mode Node,RBAC`, the default) the node
+authorizer (`apiserver/nodeauthz.py`) decides what depends on which kubelet asks; `AlwaysAllow` turns
+authorization off.
 
 `RBACAdmission` is the escalation check Kubernetes makes on RBAC writes: creating or updating a Role
 needs either every rule it grants or the `escalate` verb on it; a binding needs either every rule of the
@@ -31,6 +33,8 @@ from starlette.websockets import WebSocket
 from api import errors, rbac, registry
 from api.errors import APIError
 from api.rbac import Attributes, Policy, UserInfo
+from api.selectors import parse_field_selector
+from apiserver.nodeauthz import NodeAuthorizer
 from apiserver.proxy import deny_websocket
 from apiserver.rest import json_response
 
@@ -41,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-MODES = ("RBAC", "AlwaysAllow")
+MODES = ("Node", "RBAC", "AlwaysAllow")
 RBAC_KINDS = ("ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding")
 NAMESPACE_SUBRESOURCES = {"status", "finalize"}
 MEMO_LIMIT = 50_000
@@ -72,7 +76,9 @@ def request_attributes(method: str, path: str, query: str = "") -> Attributes:
     sub = parts[2] if len(parts) > 2 else ""
     if method == "GET" or method == "HEAD":
         if not name:
-            verb = "watch" if parse_qs(query).get("watch", [""])[0] in ("1", "true", "True") else "list"
+            params = parse_qs(query)
+            verb = "watch" if params.get("watch", [""])[0] in ("1", "true", "True") else "list"
+            name = _name_from_field_selector(params.get("fieldSelector", [""])[0])
         else:
             verb = "get"
     elif method == "DELETE":
@@ -83,6 +89,19 @@ def request_attributes(method: str, path: str, query: str = "") -> Attributes:
         verb = "create"
     return Attributes(verb=verb, api_group=group, resource=resource, subresource=sub, name=name,
                       namespace=namespace)
+
+
+def _name_from_field_selector(text: str) -> str:
+    """A list or watch of one object by `fieldSelector=metadata.name=<name>` is about that name, as in
+    Kubernetes' RequestInfo: RBAC resourceNames and the node authorizer can then allow it."""
+    if "metadata.name" not in text:
+        return ""
+    try:
+        requirements = parse_field_selector(text).requirements
+    except APIError:
+        return ""
+    names = {value for path, op, value in requirements if path == "metadata.name" and op == "="}
+    return names.pop() if len(names) == 1 else ""
 
 
 def forbidden(user: UserInfo, a: Attributes, reason: str = "") -> APIError:
@@ -101,10 +120,16 @@ def forbidden(user: UserInfo, a: Attributes, reason: str = "") -> APIError:
 
 
 class Authorizer:
-    def __init__(self, cache: "WatchCache", mode: str = "RBAC") -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown authorization mode {mode!r}; one of {', '.join(MODES)}")
-        self.mode = mode
+    """The authorizers of `--authorization-mode` (a comma-separated list) asked in order: the first to allow
+    or refuse decides; when none has an opinion the request is refused."""
+
+    def __init__(self, cache: "WatchCache", mode: str = "Node,RBAC") -> None:
+        self.modes = tuple(m.strip() for m in mode.split(",") if m.strip())
+        unknown = [m for m in self.modes if m not in MODES]
+        if unknown or not self.modes:
+            raise ValueError(f"unknown authorization mode {mode!r}; a list of {', '.join(MODES)}")
+        self.mode = "AlwaysAllow" if "AlwaysAllow" in self.modes else mode
+        self.nodes = NodeAuthorizer(cache)
         self._caches = [cache.cache_for(registry.lookup(rbac.GROUP, "v1", plural))
                         for plural in ("clusterroles", "roles", "clusterrolebindings", "rolebindings")]
         self._seen: tuple[int, ...] | None = None
@@ -120,8 +145,25 @@ class Authorizer:
         return self._policy
 
     def allowed(self, user: UserInfo, attrs: Attributes) -> bool:
-        if self.mode == "AlwaysAllow" or rbac.MASTERS in user.groups:
-            return True
+        return self.authorize(user, attrs)[0]
+
+    def authorize(self, user: UserInfo, attrs: Attributes) -> tuple[bool, str]:
+        """(allowed, why not) — the reason comes from the node authorizer when it has one."""
+        if rbac.MASTERS in user.groups:
+            return True, ""
+        reason = ""
+        for mode in self.modes:
+            if mode == "AlwaysAllow":
+                return True, ""
+            if mode == "Node":
+                verdict, reason = self.nodes.decide(user, attrs)
+                if verdict is not None:
+                    return verdict, reason
+            elif self._rbac_allows(user, attrs):
+                return True, ""
+        return False, reason
+
+    def _rbac_allows(self, user: UserInfo, attrs: Attributes) -> bool:
         policy = self.policy()
         key = (user, attrs)
         verdict = self._memo.get(key)
@@ -175,10 +217,12 @@ class Authorize:
             user = UserInfo(as_user, tuple(dict.fromkeys([*as_groups, rbac.AUTHENTICATED])))
             scope["state"]["user"] = user
         attrs = request_attributes(method, scope["path"], scope.get("query_string", b"").decode("latin-1"))
-        if not self.authorizer.allowed(user, attrs):
-            logger.info("forbidden: %s %s %s/%s %s/%s", user.name, attrs.verb, attrs.api_group,
-                        attrs.resource_with_sub or attrs.path, attrs.namespace, attrs.name)
-            return await self._deny(scope, receive, send, forbidden(user, attrs))
+        allowed, reason = self.authorizer.authorize(user, attrs)
+        if not allowed:
+            logger.info("forbidden: %s %s %s/%s %s/%s%s", user.name, attrs.verb, attrs.api_group,
+                        attrs.resource_with_sub or attrs.path, attrs.namespace, attrs.name,
+                        f" ({reason})" if reason else "")
+            return await self._deny(scope, receive, send, forbidden(user, attrs, reason))
         token = current_user.set(user)
         try:
             return await self.app(scope, receive, send)

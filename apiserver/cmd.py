@@ -17,6 +17,13 @@ def _host_port(url: str) -> tuple[str, int]:
     return (host or "127.0.0.1"), int(port or 2379)
 
 
+def _authorization_modes(value: str) -> str:
+    modes = [m.strip() for m in value.split(",") if m.strip()]
+    if not modes or any(m not in ("Node", "RBAC", "AlwaysAllow") for m in modes):
+        raise argparse.ArgumentTypeError(f"{value!r}: a comma-separated list of Node, RBAC, AlwaysAllow")
+    return ",".join(modes)
+
+
 def add_arguments(a: argparse.ArgumentParser) -> None:
     a.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="comma-separated etcd client URLs")
     a.add_argument("--secure-port", type=int, default=6443)
@@ -43,9 +50,11 @@ def add_arguments(a: argparse.ArgumentParser) -> None:
                    help="comma-separated optional admission plugins: ServiceAccount mounts API credentials "
                         "(token, kube-root-ca.crt, namespace) into new pods; it needs kubelets with projected "
                         "volumes and the controller-manager's --root-ca-file")
-    a.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",
-                   help="RBAC: requests are checked against Roles and bindings (system:masters may do anything); "
-                        "AlwaysAllow: any authenticated request is allowed")
+    a.add_argument("--authorization-mode", type=_authorization_modes, default="Node,RBAC",
+                   help="comma-separated authorizers asked in order: Node (a kubelet reaches only the Secrets, "
+                        "ConfigMaps, volumes and tokens its own pods use, and writes only its own Node, Lease "
+                        "and pods), RBAC (Roles and bindings; system:masters may do anything), AlwaysAllow "
+                        "(any authenticated request)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 `ensure_pki(dir, hosts)` writes a CA (`ca.crt`, `ca.key`) and an apiserver serving certificate signed by it
 whose SANs cover loopback, the given hosts and the in-cluster names (`kubernetes.default.svc...`,
 10.96.0.1). `ensure_tokens(path, identities)` keeps a Kubernetes static token file
-(`token,user,uid,"group1,group2"`) with one random token per component identity.
+(`token,user,uid,"group1,group2"`) with one random token per component identity, and one per node:
+every kubelet is `system:node:<node name>` in `system:nodes`, so the node authorizer can tell them apart.
 """
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ COMPONENTS: dict[str, list[str]] = {
     "system:kube-controller-manager": [],
     "system:kube-scheduler": [],
     "system:kube-proxy": ["system:node-proxier"],
-    "system:node": ["system:nodes"],
     "system:minik8s-dns": [],
     # The apiserver's identity towards kubelets (pods/log, pods/exec).
     "system:kube-apiserver-kubelet-client": ["system:masters"],
@@ -124,19 +124,30 @@ def ensure_service_account_key(directory: Path) -> dict[str, Path]:
     return paths
 
 
+NODES_GROUP = "system:nodes"
+
+
+def node_identity(node_name: str) -> str:
+    """The user a node's kubelet authenticates as."""
+    return f"system:node:{node_name}"
+
+
+def node_identities(node_names) -> dict[str, list[str]]:
+    return {node_identity(n): [NODES_GROUP] for n in node_names}
+
+
 def ensure_tokens(path: Path, identities: dict[str, list[str]] = COMPONENTS) -> dict[str, str]:
-    """identity -> token; existing tokens are kept, missing identities get new ones."""
-    tokens = {user: tok for tok, user, _uid, _groups in read_token_file(path)} if path.exists() else {}
-    changed = False
-    for user in identities:
-        if user not in tokens:
+    """identity -> token; existing tokens (and their groups) are kept, missing identities get new ones.
+    The file is replaced atomically (`_write`), so an apiserver re-reading it never sees half of it."""
+    rows = read_token_file(path) if path.exists() else []
+    tokens = {user: tok for tok, user, _uid, _groups in rows}
+    groups = {user: g for _tok, user, _uid, g in rows}
+    missing = [user for user in identities if user not in tokens]
+    if missing:
+        for user in missing:
             tokens[user] = secrets.token_urlsafe(32)
-            changed = True
-    if changed:
-        lines = []
-        for user, tok in tokens.items():
-            groups = ",".join(identities.get(user, []))
-            lines.append(f'{tok},{user},{user},"{groups}"')
+            groups[user] = identities[user]
+        lines = [f'{tok},{user},{user},"{",".join(groups.get(user, []))}"' for user, tok in tokens.items()]
         _write(path, ("\n".join(lines) + "\n").encode())
     return tokens
 

@@ -109,9 +109,9 @@ def cluster_roles() -> list[Obj]:
             {"apiGroups": [""], "resources": ["pods"], "verbs": READ + ["create", "delete"]},
             {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
             {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
-            {"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "endpoints", "namespaces",
-                                              "persistentvolumeclaims", "persistentvolumes"], "verbs": READ},
-            {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["services", "endpoints", "namespaces"], "verbs": READ},
+            # Secrets, ConfigMaps, volumes and ServiceAccount tokens: only what the node's own pods use,
+            # which the node authorizer decides (apiserver/nodeauthz.py), as in Kubernetes.
         ]),
         _role("system:node-proxier", [
             EVENTS, LEASES,

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from api import errors, registry
 from api.errors import Cause
 from api.rbac import AUTHENTICATED, SA_PREFIX, UserInfo
+from apiserver.nodeauthz import restrict_token_request
 
 if TYPE_CHECKING:
     from apiserver.watchcache import WatchCache
@@ -118,8 +119,10 @@ class TokenAuthenticator:
                                         AUTHENTICATED), sa_ref.get("uid") or "")
 
 
-def token_request(issuer: TokenIssuer, cache: "WatchCache", namespace: str, name: str, body: Any) -> Obj:
-    """The answered TokenRequest (status.token, status.expirationTimestamp)."""
+def token_request(issuer: TokenIssuer, cache: "WatchCache", namespace: str, name: str, body: Any,
+                  user: UserInfo | None = None) -> Obj:
+    """The answered TokenRequest (status.token, status.expirationTimestamp). A node (`user`) may only ask
+    for tokens bound to its own pods (NodeRestriction)."""
     if not isinstance(body, dict):
         raise errors.bad_request("a TokenRequest must be a JSON object")
     spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
@@ -153,6 +156,7 @@ def token_request(issuer: TokenIssuer, cache: "WatchCache", namespace: str, name
                                                        f'not match the UID in record ({uid}); the object might have '
                                                        f'been deleted and then recreated')
         bound = {"kind": ref["kind"], "name": ref["name"], "uid": uid}
+    restrict_token_request(user, ref, obj if ref is not None else None)
     token, expires = issuer.issue(namespace, sa, audiences=audiences, expiration=expiration, bound=bound)
     stamp = datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",

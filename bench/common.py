@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from apiserver.pki import ensure_pki, ensure_tokens
+from apiserver.pki import ensure_pki, ensure_tokens, node_identities, node_identity
 from cli.etcd import EtcdProcess, free_port
 from client.kubeconfig import Config, write_kubeconfig
 
@@ -92,6 +92,12 @@ class ControlPlane:
         """A kubeconfig file for `identity` (e.g. `system:kube-scheduler`), for a component process."""
         return write_kubeconfig(self.dir / f"{identity.replace(':', '-')}.kubeconfig", server=self.url,
                                 ca_pem=self.ca.read_bytes(), token=self.tokens[identity], user=identity)
+
+    def node_kubeconfig(self, node: str) -> Path:
+        """A kubeconfig for the kubelet of `node` (its own identity, added to the token file the running
+        apiserver re-reads)."""
+        self.tokens = ensure_tokens(self.dir / "tokens.csv", node_identities([node]))
+        return self.kubeconfig(node_identity(node))
 
     def http(self, identity: str = "admin", timeout: float = 60) -> httpx.Client:
         return httpx.Client(base_url=self.url, verify=self.ssl_context(), timeout=timeout,

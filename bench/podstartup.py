@@ -98,7 +98,7 @@ class Cluster(ControlPlane):
         self.client = self.http(timeout=30)
         with open(self.dir / "kubelet.log", "ab") as out:
             self.kubelet = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "kubelet", "--kubeconfig", str(self.kubeconfig("system:node")),
+                [sys.executable, "-m", "cli.main", "kubelet", "--kubeconfig", str(self.node_kubeconfig(self.node)),
                  "--node-name", self.node, "--node-ip", "127.0.0.1", "--root-dir", str(self.dir / "kubelet"),
                  "--bridge", self.bridge, "--service-sink", self.sink, "--port", str(free_port()),
                  "--address", "127.0.0.1"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -10,8 +10,13 @@ missing), so running it again is harmless.
     DIR/pki/{ca,apiserver,kubelet}.{crt,key}
     DIR/pki/sa.{key,pub}                ServiceAccount token signing key pair (apiserver)
     DIR/tokens.csv                      token,user,uid,"groups" (--token-auth-file)
-    DIR/kubeconfigs/<identity>.kubeconfig   kube-controller-manager, kube-scheduler, node, kube-proxy, ...
+    DIR/kubeconfigs/<identity>.kubeconfig   kube-controller-manager, kube-scheduler, kube-proxy, ...
+    DIR/kubeconfigs/node-<name>.kubeconfig  one per node (`--node NAME`): its kubelet's own identity
     DIR/admin.kubeconfig
+
+Each kubelet gets its own identity, `system:node:<name>`, so the apiserver's node authorizer can hold it to
+its own node's objects. A node can be added at any time by running this again with its `--node`: the
+apiserver re-reads the token file when it changes.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apiserver.pki import COMPONENTS, ensure_pki, ensure_service_account_key, ensure_serving_cert, ensure_tokens
+from apiserver.pki import (COMPONENTS, ensure_pki, ensure_service_account_key, ensure_serving_cert, ensure_tokens,
+                          node_identities, node_identity)
 from client.kubeconfig import write_kubeconfig
 
 HELP = "write a cluster's certificates, tokens and kubeconfigs into a directory (kept if present)"
@@ -58,6 +64,10 @@ class Credentials:
         """The kubeconfig of `identity` (`system:kube-scheduler` or its stem `kube-scheduler`)."""
         return self.dir / "kubeconfigs" / f"{kubeconfig_name(identity)}.kubeconfig"
 
+    def node_kubeconfig(self, node_name: str) -> Path:
+        """The kubeconfig of the kubelet of node `node_name` (`system:node:<name>`)."""
+        return self.kubeconfig(node_identity(node_name))
+
     @property
     def service_account_key(self) -> Path:
         return self.pki / "sa.key"
@@ -68,15 +78,16 @@ class Credentials:
 
 
 def ensure_credentials(directory: Path, server: str, *, apiserver_hosts: list[str] = (),
-                       kubelet_hosts: list[str] = ()) -> Credentials:
+                       kubelet_hosts: list[str] = (), nodes: list[str] = ()) -> Credentials:
     """Make (or keep) everything listed in the module docstring; `server` goes into every kubeconfig."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = ensure_pki(directory / "pki", list(apiserver_hosts))
     ensure_serving_cert(directory / "pki", "kubelet", ["127.0.0.1", *kubelet_hosts])
     ensure_service_account_key(directory / "pki")
-    creds = Credentials(directory, server, ensure_tokens(directory / "tokens.csv"))
+    identities = {**COMPONENTS, **node_identities(nodes)}
+    creds = Credentials(directory, server, ensure_tokens(directory / "tokens.csv", identities))
     ca_pem = pki["ca"].read_bytes()
-    for identity in COMPONENTS:
+    for identity in identities:
         write_kubeconfig(creds.kubeconfig(identity), server=server, ca_pem=ca_pem, token=creds.tokens[identity],
                          user=identity)
     write_kubeconfig(creds.admin_kubeconfig, server=server, ca_pem=ca_pem, token=creds.tokens["admin"],
@@ -93,6 +104,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "is always included)")
     p.add_argument("--kubelet-host", action="append", default=[], metavar="HOST",
                    help="an IP or DNS name of a node, for the kubelet serving certificate (repeatable)")
+    p.add_argument("--node", action="append", default=[], metavar="NAME",
+                   help="a node's name: its kubelet gets the identity system:node:NAME and "
+                        "kubeconfigs/node-NAME.kubeconfig (repeatable; run again to add nodes later)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     host = urlsplit(args.server).hostname
     creds = ensure_credentials(Path(args.data_dir), args.server,
                                apiserver_hosts=[*([host] if host else []), *args.apiserver_host],
-                               kubelet_hosts=args.kubelet_host)
+                               kubelet_hosts=args.kubelet_host, nodes=args.node)
     print(f"credentials in {creds.dir}: CA {creds.ca}, tokens {creds.token_file}, "
           f"kubeconfigs {creds.dir / 'kubeconfigs'}, admin {creds.admin_kubeconfig}")
     return 0

@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     node_name = args.node_name or socket.gethostname().lower()
     server = f"https://{host}:{args.secure_port}"
     creds = ensure_credentials(data, server, apiserver_hosts=[host],
-                               kubelet_hosts=[args.node_ip, node_name])
+                               kubelet_hosts=[args.node_ip, node_name], nodes=[node_name])
 
     etcd = EtcdProcess(data / "etcd", args.etcd_port, args.etcd_peer_port, log_path=logs / "etcd.log")
     etcd.start()
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
             "scheduler", "--kubeconfig", cfg("kube-scheduler"), "--health-port", str(args.scheduler_health_port)],
             logs / "scheduler.log"),
         Child("kubelet", minik8s + [
-            "kubelet", "--kubeconfig", cfg("node"), "--node-name", node_name, "--node-ip", args.node_ip,
+            "kubelet", "--kubeconfig", str(creds.node_kubeconfig(node_name)), "--node-name", node_name, "--node-ip", args.node_ip,
             "--root-dir", str(data / "kubelet"), "--address", args.node_ip, "--port", str(args.kubelet_port),
             "--tls-cert-file", str(kubelet_cert), "--tls-private-key-file", str(kubelet_key),
             "--authentication-token-file", str(creds.token_file), "--cluster-cidr", args.cluster_cidr,

@@ -62,7 +62,7 @@ def outcome(verb: str, patch: dict[str, str | None]) -> str:
 
 def make_command(field: str, verb: str, noun: str) -> Command:
     def add_arguments(p: Any) -> None:
-        p.add_argument("words", nargs="+", metavar=f"TYPE NAME KEY=VAL... | KEY-")
+        p.add_argument("words", nargs="+", metavar="TYPE NAME KEY=VAL... | KEY-")
         p.add_argument("--overwrite", action="store_true", help=f"allow changing existing {field}")
         p.add_argument("-l", "--selector", help="objects matching this label selector")
         p.add_argument("--all", action="store_true", help="all objects of the type in the namespace")

@@ -154,35 +154,6 @@ def container_env(pod: Obj, container: Obj, *, lookup: Lookup, pod_ip: str | Non
     return env
 
 
-def referenced_objects(pod: Obj) -> set[tuple[str, str]]:
-    """(kind, name) of every ConfigMap and Secret the pod's containers and volumes read."""
-    spec = pod.get("spec") or {}
-    refs: set[tuple[str, str]] = set()
-    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-        for source in c.get("envFrom") or []:
-            if "configMapRef" in source:
-                refs.add(("configmaps", source["configMapRef"].get("name", "")))
-            if "secretRef" in source:
-                refs.add(("secrets", source["secretRef"].get("name", "")))
-        for item in c.get("env") or []:
-            vf = item.get("valueFrom") or {}
-            if "configMapKeyRef" in vf:
-                refs.add(("configmaps", vf["configMapKeyRef"].get("name", "")))
-            if "secretKeyRef" in vf:
-                refs.add(("secrets", vf["secretKeyRef"].get("name", "")))
-    for v in spec.get("volumes") or []:
-        if "configMap" in v:
-            refs.add(("configmaps", v["configMap"].get("name", "")))
-        if "secret" in v:
-            refs.add(("secrets", v["secret"].get("secretName", "")))
-        for source in (v.get("projected") or {}).get("sources") or []:
-            if source.get("configMap") is not None:
-                refs.add(("configmaps", source["configMap"].get("name", "")))
-            if source.get("secret") is not None:
-                refs.add(("secrets", source["secret"].get("name", "")))
-    return refs
-
-
 def command_line(container: Obj, env: dict[str, str]) -> tuple[list[str] | None, list[str] | None]:
     """(entrypoint, cmd) for Docker; None keeps the image's value."""
     command, args = container.get("command"), container.get("args")

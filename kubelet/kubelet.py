@@ -33,8 +33,9 @@ from api.errors import APIError
 from client.events import EventRecorder
 from client.factory import InformerFactory
 from client.kubeconfig import Config
-from client.rest import AsyncClient, is_not_found
-from kubelet.envvars import referenced_objects
+from client.rest import AsyncClient
+from api.podrefs import referenced_objects
+from kubelet.objects import ObjectWatches, wanted_objects
 from kubelet.node import NodeAgent
 from kubelet.pleg import PLEG
 from kubelet.podsync import PodSyncer
@@ -135,8 +136,7 @@ class Kubelet:
 
                 self.factory = InformerFactory(client)
                 pods = self.factory.informer("pods", field_selector=f"spec.nodeName={cfg.node_name}")
-                self.configmaps = self.factory.informer("configmaps")
-                self.secrets = self.factory.informer("secrets")
+                self.objects = ObjectWatches(client, self._object_changed)
                 services = self.factory.informer("services")
                 self.factory.start()
                 await self.factory.wait_for_sync()
@@ -155,11 +155,6 @@ class Kubelet:
 
                 pods.add_handler(on_add=self._pod_seen, on_update=lambda old, new: self._pod_seen(new),
                                  on_delete=self._pod_gone)
-                for kind, informer in (("configmaps", self.configmaps), ("secrets", self.secrets)):
-                    def changed(obj: Obj, kind: str = kind) -> None:
-                        self._object_changed(kind, obj)
-                    informer.add_handler(on_add=changed, on_update=lambda old, new, f=changed: f(new),
-                                         on_delete=changed)
                 await self._adopt()
                 self.pleg.start()
                 background.append(asyncio.create_task(self.pleg.relist_loop(), name="relist"))
@@ -181,6 +176,8 @@ class Kubelet:
                     await server.stop()
                 if hasattr(self, "factory"):
                     await self.factory.stop()
+                if hasattr(self, "objects"):
+                    await self.objects.stop()
                 await recorder.flush()
         self.docker.close()
         return 0
@@ -247,12 +244,14 @@ class Kubelet:
         uid = (pod.get("metadata") or {}).get("uid")
         if uid:
             self.pods[uid] = pod
+            self.objects.track(pod)
             self.workers.wake(uid)
 
     def _pod_gone(self, pod: Obj) -> None:
         uid = (pod.get("metadata") or {}).get("uid")
         if uid:
             self.pods.pop(uid, None)
+            self.objects.forget(uid)
             self.workers.wake(uid)
 
     def _object_changed(self, kind: str, obj: Obj) -> None:
@@ -265,20 +264,10 @@ class Kubelet:
                 self.workers.wake(uid)
 
     async def _lookup(self, pod: Obj) -> dict[tuple[str, str], Obj | None]:
-        """The ConfigMaps and Secrets a pod reads: from the informer caches, else straight from the API."""
-        namespace = (pod.get("metadata") or {}).get("namespace", "default")
-        out: dict[tuple[str, str], Obj | None] = {}
-        for kind, name in referenced_objects(pod):
-            informer = self.configmaps if kind == "configmaps" else self.secrets
-            obj = informer.store.get(f"{namespace}/{name}")
-            if obj is None:
-                try:
-                    obj = await self.client.get(kind, name, namespace)
-                except APIError as e:
-                    if not is_not_found(e):
-                        raise
-            out[(kind, name)] = obj
-        return out
+        """The ConfigMaps and Secrets a pod reads, from their watches (kubelet/objects.py)."""
+        self.objects.track(pod)
+        return {(kind, name): await self.objects.get(kind, namespace, name)
+                for kind, namespace, name in wanted_objects(pod)}
 
     async def _adopt(self) -> None:
         """Give every known pod a worker; containers, IPs and volume dirs of unknown pods are removed."""

@@ -416,7 +416,7 @@ class Lab:
     def _start_control_plane(self) -> None:
         st = self._st
         creds = ensure_credentials(self.dir, self.api_server, apiserver_hosts=[self._cp_ip],
-                                   kubelet_hosts=[n.ip for n in st.nodes])
+                                   kubelet_hosts=[n.ip for n in st.nodes], nodes=[n.name for n in st.nodes])
         cp = f"mk-{st.name}-cp"
         etcd_url = f"http://127.0.0.1:{ETCD_PORT}"
         peer = f"http://127.0.0.1:{ETCD_PORT + 1}"
@@ -457,7 +457,7 @@ class Lab:
             logger.info("lab %s: kubeproxy/cmd.py does not exist yet: no kube-proxy on the nodes", st.name)
         dns = importlib.util.find_spec("clusterdns.cmd") is not None
         for n in st.nodes:
-            cmd = py + ["kubelet", "--kubeconfig", str(creds.kubeconfig("node")), "--node-name", n.name,
+            cmd = py + ["kubelet", "--kubeconfig", str(creds.node_kubeconfig(n.name)), "--node-name", n.name,
                         "--node-ip", n.ip, "--docker-host", n.docker_host, "--root-dir", str(Path(n.dir) / "kubelet"),
                         "--address", n.ip, "--port", str(KUBELET_PORT),
                         "--tls-cert-file", str(creds.cert("kubelet")[0]),

@@ -115,46 +115,47 @@ class Cluster:
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def start(self) -> "Cluster":
-        from apiserver.pki import ensure_pki, ensure_service_account_key, ensure_serving_cert, ensure_tokens
+        from cli.bootstrap import ensure_credentials
 
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cluster_cidr = free_cluster_cidr()
         self.etcd = EtcdProcess(self.dir / "etcd", free_port(), free_port(), log_path=self.dir / "etcd.log").start()
-        pki = ensure_pki(self.dir / "pki")
-        self.ca = pki["ca"]
-        self.tokens = ensure_tokens(self.dir / "tokens.csv")
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
+        suffix = os.urandom(2).hex()
+        names = [f"node-{suffix}-{i}" for i in range(self.nodes)]
+        # The same credentials `minik8s bootstrap` makes: a CA, serving certs, one token per component and
+        # one per node (system:node:<name>, which the node authorizer tells apart).
+        creds = ensure_credentials(self.dir, self.url, nodes=names)
+        self.ca, self.tokens = creds.ca, creds.tokens
+        api_cert, api_key = creds.cert("apiserver")
         py = [sys.executable, "-m", "cli.main"]
         self._add("apiserver", py + ["apiserver", "--etcd-servers", self.etcd.url, "--secure-port", str(port),
-                                     "--bind-address", "127.0.0.1", "--tls-cert-file", str(pki["cert"]),
-                                     "--tls-private-key-file", str(pki["key"]),
-                                     "--token-auth-file", str(self.dir / "tokens.csv"),
-                                     "--kubelet-certificate-authority", str(pki["ca"]),
-                                     "--service-account-signing-key-file",
-                                     str(ensure_service_account_key(self.dir / "pki")["key"]),
+                                     "--bind-address", "127.0.0.1", "--tls-cert-file", str(api_cert),
+                                     "--tls-private-key-file", str(api_key),
+                                     "--token-auth-file", str(creds.token_file),
+                                     "--kubelet-certificate-authority", str(creds.ca),
+                                     "--service-account-signing-key-file", str(creds.service_account_key),
                                      "--enable-admission-plugins", "ServiceAccount"])
         self._wait_ready()
         self._add("controller-manager", py + ["controller-manager", "--kubeconfig",
                                               self.kubeconfig("system:kube-controller-manager"),
                                               "--health-port", str(free_port()), "--cluster-cidr", self.cluster_cidr,
-                                              "--root-ca-file", str(pki["ca"]), "--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline",
+                                              "--root-ca-file", str(creds.ca), "--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline",
                                               "3", "--leader-elect-retry-period", "0.5",
                                               *self.controller_manager_flags])
         self._add("scheduler", py + ["scheduler", "--kubeconfig", self.kubeconfig("system:kube-scheduler"),
                                      "--health-port", "0", "--leader-elect-lease-duration", "4",
                                      "--leader-elect-renew-deadline", "3", "--leader-elect-retry-period", "0.5"])
-        cert = ensure_serving_cert(self.dir / "pki", "kubelet", ["127.0.0.1"])
-        suffix = os.urandom(2).hex()
-        for i in range(self.nodes):
-            name = f"node-{suffix}-{i}"
+        kubelet_cert, kubelet_key = creds.cert("kubelet")
+        for i, name in enumerate(names):
             root = self.dir / name
-            proc = Proc(name, py + ["kubelet", "--kubeconfig", self.kubeconfig("system:node"), "--node-name", name,
+            proc = Proc(name, py + ["kubelet", "--kubeconfig", str(creds.node_kubeconfig(name)), "--node-name", name,
                                     "--node-ip", "127.0.0.1", "--address", "127.0.0.1", "--port", str(free_port()),
                                     "--root-dir", str(root), "--bridge", f"mkc{suffix}{i}",
                                     "--service-sink", f"mks{suffix}{i}", "--cluster-cidr", self.cluster_cidr,
-                                    "--tls-cert-file", str(cert["cert"]), "--tls-private-key-file", str(cert["key"]),
-                                    "--authentication-token-file", str(self.dir / "tokens.csv"),
+                                    "--tls-cert-file", str(kubelet_cert), "--tls-private-key-file", str(kubelet_key),
+                                    "--authentication-token-file", str(creds.token_file),
                                     "--crash-loop-backoff-base", "0.5", "--relist-period", "2",
                                     "--node-status-update-frequency", "2"],
                         self.dir / f"{name}.log")

@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from apiserver.pki import COMPONENTS, ensure_pki, ensure_tokens  # noqa: E402
+from apiserver.pki import COMPONENTS, ensure_pki, ensure_tokens, node_identities  # noqa: E402
 from cli.etcd import EtcdProcess, free_port  # noqa: E402
 
 
@@ -51,6 +51,12 @@ class ApiServer:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+    def add_identity(self, user: str, groups: list[str]) -> str:
+        """A new token in the running apiserver's token file (it re-reads the file); returns the token."""
+        path = Path(self.cmd[self.cmd.index("--token-auth-file") + 1])
+        self.tokens = ensure_tokens(path, {user: groups})
+        return self.tokens[user]
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
@@ -83,8 +89,10 @@ def etcd(tmp_path_factory):
 
 def start_apiserver(etcd: EtcdProcess, d: Path, *extra: str) -> ApiServer:
     pki = ensure_pki(d / "pki")
-    # Besides the components: two plain users for authorization tests (no permissions of their own).
-    tokens = ensure_tokens(d / "tokens.csv", {**COMPONENTS, "jane": [], "bob": ["dev-team"]})
+    # Besides the components: two plain users for authorization tests (no permissions of their own) and
+    # two nodes' kubelets; more nodes come with `add_identity` (the apiserver re-reads the file).
+    tokens = ensure_tokens(d / "tokens.csv", {**COMPONENTS, "jane": [], "bob": ["dev-team"],
+                                              **node_identities(["node-a", "node-b"])})
     port = free_port()
     cmd = [sys.executable, "-m", "cli.main", "apiserver", "--etcd-servers", etcd.url, "--secure-port", str(port),
            "--bind-address", "127.0.0.1", "--tls-cert-file", str(pki["cert"]),

@@ -81,7 +81,7 @@ bootstrap)
     if [ ! -f "$MARKER" ]; then
         args=(--data-dir "$CREDS" --server "$SERVER" --apiserver-host "$CP_IP" --apiserver-host control-plane)
         for ip in ${MINIK8S_NODE_IPS:-}; do args+=(--kubelet-host "$ip"); done
-        for name in ${MINIK8S_NODE_NAMES:-}; do args+=(--kubelet-host "$name"); done
+        for name in ${MINIK8S_NODE_NAMES:-}; do args+=(--kubelet-host "$name" --node "$name"); done
         minik8s bootstrap "${args[@]}"
         touch "$MARKER"
     fi
@@ -127,7 +127,7 @@ node)
     start dockerd dockerd --bridge=none --iptables=false --ip6tables=false --ip-masq=false --userland-proxy=false \
         --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "${own:-}/minik8s" --log-level warn
     wait_for 60 dockerd docker version
-    start kubelet minik8s kubelet --kubeconfig $CREDS/kubeconfigs/node.kubeconfig --node-name "$NODE_NAME" \
+    start kubelet minik8s kubelet --kubeconfig "$CREDS/kubeconfigs/node-$NODE_NAME.kubeconfig" --node-name "$NODE_NAME" \
         --node-ip "$NODE_IP" --address "$NODE_IP" --root-dir /var/lib/minik8s/kubelet \
         --tls-cert-file $CREDS/pki/kubelet.crt --tls-private-key-file $CREDS/pki/kubelet.key \
         --authentication-token-file $CREDS/tokens.csv --cluster-cidr "$CLUSTER_CIDR" \

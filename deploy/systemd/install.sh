@@ -10,7 +10,10 @@
 #   3. unit files into /etc/systemd/system (always rewritten: they are ours);
 #   4. one env file per unit in /etc/minik8s/<unit>.env holding its flags (written only if missing);
 #   5. credentials in /etc/minik8s: `minik8s bootstrap` on a control plane, or copied from the
-#      control plane's bootstrap directory with --credentials DIR on a node;
+#      control plane's bootstrap directory with --credentials DIR on a node. Each kubelet has its own
+#      identity (system:node:NAME): the control plane issues it (--role all for itself, --cluster-node NAME
+#      for the others, or later `minik8s bootstrap --data-dir /etc/minik8s ... --node NAME`) and the node's
+#      copy becomes /etc/minik8s/kubeconfigs/node.kubeconfig;
 #   6. systemctl daemon-reload (and `enable --now` with --enable).
 #
 # With --root DIR everything lands under DIR (users, ownership and systemctl are skipped) so the result
@@ -22,13 +25,14 @@ REPO=$(cd "$HERE/../.." && pwd)
 ROLE=all ROOT="" DRY=0 ENABLE=0 MINIK8S_BIN="" CREDENTIALS="" SERVER=""
 NODE_NAME=$(hostname | tr 'A-Z' 'a-z') NODE_IP=""
 CLUSTER_CIDR=10.244.0.0/16 SERVICE_CIDR=10.96.0.0/12 NETWORK_BACKEND=host-gw PROXY_MODE=iptables
-APISERVER_HOSTS=() KUBELET_HOSTS=()
+APISERVER_HOSTS=() KUBELET_HOSTS=() CLUSTER_NODES=()
 USER_NAME=minik8s
 
 usage() {
     cat <<EOF
 usage: $0 [--role control-plane|node|all] [--node-ip IP] [--node-name NAME] [--server https://HOST:6443]
-          [--apiserver-host H]... [--kubelet-host H]... [--credentials DIR] [--minik8s-bin PATH]
+          [--apiserver-host H]... [--kubelet-host H]... [--cluster-node NAME]... [--credentials DIR]
+          [--minik8s-bin PATH]
           [--cluster-cidr CIDR] [--service-cidr CIDR] [--network-backend host-gw|vxlan]
           [--proxy-mode iptables|nftables|ipvs] [--root DIR] [--dry-run] [--enable]
 
@@ -36,7 +40,9 @@ usage: $0 [--role control-plane|node|all] [--node-ip IP] [--node-name NAME] [--s
   --node-ip        this machine's address other nodes and the apiserver reach (required)
   --server         the apiserver URL put into every kubeconfig (default https://NODE_IP:6443)
   --credentials    a copy of the control plane's /etc/minik8s (a node needs its CA, kubelet
-                   certificate, tokens.csv and kubeconfigs); a control plane runs `minik8s bootstrap`
+                   certificate, tokens.csv and kubeconfigs, including kubeconfigs/node-NAME.kubeconfig
+                   for its own NAME); a control plane runs `minik8s bootstrap`
+  --cluster-node   on a control plane: also issue kubelet credentials for node NAME (repeatable)
   --minik8s-bin    use this minik8s executable instead of building a venv in /opt/minik8s
   --root DIR       install into the staging root DIR (no users, no systemctl)
   --dry-run        print the actions, change nothing
@@ -52,6 +58,7 @@ while [ $# -gt 0 ]; do
         --server) SERVER=$2; shift ;;
         --apiserver-host) APISERVER_HOSTS+=("$2"); shift ;;
         --kubelet-host) KUBELET_HOSTS+=("$2"); shift ;;
+        --cluster-node) CLUSTER_NODES+=("$2"); shift ;;
         --credentials) CREDENTIALS=$2; shift ;;
         --minik8s-bin) MINIK8S_BIN=$2; shift ;;
         --cluster-cidr) CLUSTER_CIDR=$2; shift ;;
@@ -145,25 +152,35 @@ if [ -n "$CREDENTIALS" ]; then
     run mkdir -p "$ETC/pki" "$ETC/kubeconfigs"
     files="pki/ca.crt tokens.csv"
     case $ROLE in
-        node) files="$files pki/kubelet.crt pki/kubelet.key kubeconfigs/node.kubeconfig \
+        node) files="$files pki/kubelet.crt pki/kubelet.key \
                      kubeconfigs/kube-proxy.kubeconfig kubeconfigs/minik8s-dns.kubeconfig" ;;
         *) files="$files $(cd "$CREDENTIALS" && find pki kubeconfigs admin.kubeconfig -type f 2>/dev/null | sort)" ;;
     esac
     for f in $files; do
         run install -m 0600 "$CREDENTIALS/$f" "$ETC/$f"
     done
+    if [ "$ROLE" != control-plane ]; then
+        own="$CREDENTIALS/kubeconfigs/node-$NODE_NAME.kubeconfig"
+        [ -f "$own" ] || die "no kubelet credentials for node $NODE_NAME in $CREDENTIALS: on the control plane run" \
+            "minik8s bootstrap --data-dir /etc/minik8s --server URL --node $NODE_NAME, then copy it again"
+        run install -m 0600 "$own" "$ETC/kubeconfigs/node.kubeconfig"
+    fi
 elif [ "$ROLE" = node ]; then
     [ -f "$ETC/pki/ca.crt" ] || [ "$DRY" = 1 ] || \
         die "a node needs the control plane's credentials: --credentials DIR (a copy of its /etc/minik8s)"
 else
     args=(--data-dir "$ETC" --server "$SERVER" --apiserver-host "$NODE_IP" --apiserver-host 127.0.0.1)
     for h in "${APISERVER_HOSTS[@]}"; do args+=(--apiserver-host "$h"); done
-    [ "$ROLE" = all ] && args+=(--kubelet-host "$NODE_IP" --kubelet-host "$NODE_NAME")
+    [ "$ROLE" = all ] && args+=(--kubelet-host "$NODE_IP" --kubelet-host "$NODE_NAME" --node "$NODE_NAME")
     for h in "${KUBELET_HOSTS[@]}"; do args+=(--kubelet-host "$h"); done
+    for n in "${CLUSTER_NODES[@]}"; do args+=(--node "$n"); done
     say "bootstrap: credentials for $SERVER in $ETC"
     if [ "$DRY" = 1 ]; then echo "+ $MINIK8S_BIN bootstrap ${args[*]}"; else
         out=$("$MINIK8S_BIN" bootstrap "${args[@]}" 2>&1) || { echo "$out" >&2; die "minik8s bootstrap failed"; }
     fi
+    # This machine's kubelet runs as itself: its kubeconfig is the one every unit file names.
+    [ "$ROLE" = all ] && run install -m 0600 "$ETC/kubeconfigs/node-$NODE_NAME.kubeconfig" \
+        "$ETC/kubeconfigs/node.kubeconfig"
 fi
 
 # The control plane runs as $USER_NAME: credentials are root:$USER_NAME, group-readable, nothing for others.

@@ -80,8 +80,8 @@ def test_up_starts_a_cluster_stops_cleanly_and_keeps_objects(tmp_path):
         assert kubeconfig.exists() and oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
         assert (tmp_path / "pki" / "ca.crt").exists()
         tokens = [row.split(",")[1] for row in (tmp_path / "tokens.csv").read_text().splitlines()]
-        assert {"admin", "system:kube-scheduler", "system:kube-controller-manager", "system:node",
-                "system:kube-proxy"} <= set(tokens)
+        assert {"admin", "system:kube-scheduler", "system:kube-controller-manager", "system:kube-proxy"} <= set(tokens)
+        assert len([t for t in tokens if t.startswith("system:node:")]) == 1  # this machine's kubelet
         with client_from_kubeconfig(kubeconfig) as c:
             names = {n["metadata"]["name"] for n in c.get("/api/v1/namespaces").json()["items"]}
             assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= names

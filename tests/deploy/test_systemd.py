@@ -160,8 +160,14 @@ def test_node_role_needs_the_control_planes_credentials(tmp_path):
     done = install(tmp_path / "node", "--role", "node")
     assert done.returncode != 0 and "--credentials" in done.stderr
     assert install(tmp_path / "cp", "--role", "control-plane").returncode == 0
+    # The control plane has issued no identity for this node's kubelet yet.
+    done = install(tmp_path / "node", "--role", "node", "--credentials", str(tmp_path / "cp/etc/minik8s"))
+    assert done.returncode != 0 and "no kubelet credentials for node node-a" in done.stderr, done.stderr
+    assert install(tmp_path / "cp", "--role", "control-plane", "--cluster-node", "node-a").returncode == 0
     done = install(tmp_path / "node", "--role", "node", "--credentials", str(tmp_path / "cp/etc/minik8s"))
     assert done.returncode == 0, done.stderr
+    own = (tmp_path / "node/etc/minik8s/kubeconfigs/node.kubeconfig").read_text()
+    assert "system:node:node-a" in own
     node_files = {str(p.relative_to(tmp_path / "node/etc/minik8s")) for p in (tmp_path / "node/etc/minik8s").rglob("*")
                   if p.is_file() and not p.name.endswith(".env")}
     assert "pki/kubelet.key" in node_files and "kubeconfigs/kube-proxy.kubeconfig" in node_files
@@ -313,11 +319,10 @@ def test_staged_units_run_a_cluster(stage):
     if problem:
         pytest.skip(problem)
     host = StagedHost(stage)
-    done = install(stage, "--role", "all")
+    # the node's name is the test's own (its containers are found by it): install.sh writes it into the env
+    # files and issues the kubelet's identity, system:node:<name>, for it
+    done = install(stage, "--role", "all", "--node-name", host.node_name)
     assert done.returncode == 0, done.stderr
-    # the node's name is the test's own (its containers are found by it); install.sh wrote it everywhere
-    for env in (stage / "etc/minik8s").glob("*.env"):
-        env.write_text(env.read_text().replace("node-a", host.node_name))
     kubelet_env = stage / "etc/minik8s/kubelet.env"
     kubelet_env.write_text(kubelet_env.read_text().replace(
         "EXTRA_ARGS=", "EXTRA_ARGS=--node-status-update-frequency 2 --relist-period 2"))

@@ -23,6 +23,7 @@ import docker
 import httpx
 import pytest
 
+from apiserver.pki import NODES_GROUP, node_identity
 from client.kubeconfig import write_kubeconfig
 from kubelet import labels as L
 
@@ -72,8 +73,9 @@ def make_kubelet(apiserver, tmp: Path, http: httpx.Client, *extra: str) -> Kubel
     suffix = os.urandom(3).hex()
     node = f"kt-{suffix}"
     kubeconfig = tmp / "kubelet.kubeconfig"
+    identity = node_identity(node)
     write_kubeconfig(kubeconfig, server=apiserver.url, ca_pem=apiserver.ca.read_bytes(),
-                     token=apiserver.tokens["system:node"], user="system:node")
+                     token=apiserver.add_identity(identity, [NODES_GROUP]), user=identity)
     k = KubeletProc(node=node, bridge=f"mkt{suffix}", sink=f"mks{suffix}", pod_cidr=_unique_cidr(),
                     root_dir=tmp / "root", cmd=[], log=tmp / "kubelet.log")
     k.cmd = [sys.executable, "-m", "cli.main", "kubelet", "--kubeconfig", str(kubeconfig), "--node-name", node,

@@ -111,7 +111,7 @@ def test_downward_api_bad_item_is_a_volume_error(tmp_path):
 
 
 def test_projected_config_maps_and_secrets_are_referenced_objects():
-    from kubelet.envvars import referenced_objects
+    from api.podrefs import referenced_objects
     vol = {"name": "p", "projected": {"sources": [{"configMap": {"name": "cm"}}, {"secret": {"name": "s"}},
                                                   {"serviceAccountToken": {"path": "token"}}]}}
     assert referenced_objects(make_pod(vol)) == {("configmaps", "cm"), ("secrets", "s")}

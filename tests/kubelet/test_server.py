@@ -160,7 +160,7 @@ async def test_logs_without_token_is_401_and_unprivileged_identity_403(kubelet, 
         assert r.status_code == 401 and r.json()["reason"] == "Unauthorized" and r.json()["kind"] == "Status"
         r = await c.get(url, headers={"Authorization": "Bearer not-a-token"})
         assert r.status_code == 401
-        r = await c.get(url, headers=auth(pki, "system:node"))
+        r = await c.get(url, headers=auth(pki, "system:kube-proxy"))
         assert r.status_code == 403 and r.json()["reason"] == "Forbidden"
         r = await c.get(url, headers=auth(pki, "admin"))     # system:masters
         assert r.status_code == 200
@@ -171,7 +171,7 @@ async def test_exec_websocket_without_token_is_refused(kubelet, pki, greeter):
         await exec_session(exec_url(kubelet, greeter, "app", "echo", "x", stdout=1), {}, pki.ssl)
     assert e.value.response.status_code == 401
     with pytest.raises(websockets.InvalidStatus) as e:
-        await exec_session(exec_url(kubelet, greeter, "app", "echo", "x", stdout=1), auth(pki, "system:node"), pki.ssl)
+        await exec_session(exec_url(kubelet, greeter, "app", "echo", "x", stdout=1), auth(pki, "system:kube-proxy"), pki.ssl)
     assert e.value.response.status_code == 403
 
 
