@@ -275,64 +275,57 @@ def compare(live: Obj, new: Obj) -> Changes:
     """Compare two (scoped) objects; equal subtrees are skipped at C speed, so a small change to a big
     object costs little."""
     changes = Changes()
-    added, modified, removed = _compare(live, new, (), False)
+    added, modified, removed = _compare(live, new, ())
     changes.added, changes.modified, changes.removed = added, modified, removed
     return changes
 
 
-def _compare(lhs: Any, rhs: Any, fpath: tuple[str, ...], member: bool
-             ) -> tuple[Node | None, Node | None, Node | None]:
+def _compare(lhs: Any, rhs: Any, fpath: tuple[str, ...]) -> tuple[Node | None, Node | None, Node | None]:
     if lhs == rhs:
         return None, None, None
-    if isinstance(lhs, dict) and isinstance(rhs, dict) and not _atomic_map(fpath):
+    pairs = _children(lhs, rhs, fpath)
+    if pairs is None:
+        return None, {}, None  # a leaf (scalar, atomic value, or a change of type) that changed
+    added: Node = {}
+    modified: Node = {}
+    removed: Node = {}
+    for pe, lv, rv, child_path, child_member in pairs:
+        if rv is MISSING or lv is MISSING:
+            node = fieldset(lv if rv is MISSING else rv, child_path, nodes=True, member=child_member)
+            if node is not None:
+                (removed if rv is MISSING else added)[pe] = node
+            continue
+        a, m, r = _compare(lv, rv, child_path)
+        if a is not None:
+            added[pe] = a
+        if m is not None:
+            modified[pe] = m
+        if r is not None:
+            removed[pe] = r
+    return _join(False, added), _join(False, modified), _join(False, removed)
+
+
+def _children(lhs: Any, rhs: Any, fpath: tuple[str, ...]) -> list[tuple] | None:
+    """The children of two versions of a map or granular list, paired by path element:
+    (element, left or MISSING, right or MISSING, their field path, whether their node is a member)."""
+    if _atomic_map(fpath):
+        return None
+    if isinstance(lhs, dict) and isinstance(rhs, dict):
         top = not fpath
-        added: Node = {}
-        modified: Node = {}
-        removed: Node = {}
-        for k, lv in lhs.items():
-            pe = "f:" + k
-            child_member = not (top and k in _ALWAYS_PRESENT)
-            rv = rhs.get(k, MISSING)
-            if rv is MISSING:
-                node = fieldset(lv, fpath + (k,), nodes=True, member=child_member)
-                if node is not None:
-                    removed[pe] = node
-                continue
-            a, m, r = _compare(lv, rv, fpath + (k,), child_member)
-            if a is not None:
-                added[pe] = a
-            if m is not None:
-                modified[pe] = m
-            if r is not None:
-                removed[pe] = r
-        for k, rv in rhs.items():
-            if k not in lhs:
-                node = fieldset(rv, fpath + (k,), nodes=True, member=not (top and k in _ALWAYS_PRESENT))
-                if node is not None:
-                    added["f:" + k] = node
-        return _join(False, added), _join(False, modified), _join(False, removed)
-    if isinstance(lhs, list) and isinstance(rhs, list) and not _atomic_map(fpath):
+        pairs = [("f:" + k, lv, rhs.get(k, MISSING), fpath + (k,), not (top and k in _ALWAYS_PRESENT))
+                 for k, lv in lhs.items()]
+        pairs += [("f:" + k, MISSING, rv, fpath + (k,), not (top and k in _ALWAYS_PRESENT))
+                  for k, rv in rhs.items() if k not in lhs]
+        return pairs
+    if isinstance(lhs, list) and isinstance(rhs, list):
         lpes, rpes = _granular(lhs, fpath), _granular(rhs, fpath)
-        if lpes is not None and rpes is not None:
-            litems, ritems = dict(zip(lpes, lhs)), dict(zip(rpes, rhs))
-            added, modified, removed = {}, {}, {}
-            for pe, li in litems.items():
-                ri = ritems.get(pe, MISSING)
-                if ri is MISSING:
-                    removed[pe] = fieldset(li, fpath, nodes=True, member=True) if isinstance(li, dict) else {}
-                    continue
-                a, m, r = _compare(li, ri, fpath, True)
-                if a is not None:
-                    added[pe] = a
-                if m is not None:
-                    modified[pe] = m
-                if r is not None:
-                    removed[pe] = r
-            for pe, ri in ritems.items():
-                if pe not in litems:
-                    added[pe] = fieldset(ri, fpath, nodes=True, member=True) if isinstance(ri, dict) else {}
-            return _join(False, added), _join(False, modified), _join(False, removed)
-    return None, {}, None  # a leaf (scalar, atomic value, or a change of type) that changed
+        if lpes is None or rpes is None:
+            return None
+        litems, ritems = dict(zip(lpes, lhs)), dict(zip(rpes, rhs))
+        pairs = [(pe, li, ritems.get(pe, MISSING), fpath, True) for pe, li in litems.items()]
+        pairs += [(pe, MISSING, ri, fpath, True) for pe, ri in ritems.items() if pe not in litems]
+        return pairs
+    return None
 
 
 # -- scope: which part of an object a write through a given endpoint can own ------------------------
