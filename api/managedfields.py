@@ -35,7 +35,7 @@ recorded as structured-merge-diff would for an optional one, except for top-leve
 """
 from __future__ import annotations
 
-import datetime
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -221,14 +221,16 @@ def fieldset(value: Any, fpath: tuple[str, ...] = (), *, nodes: bool, member: bo
     items); `nodes=True` is what a write that added `value` touched (maps and structs too).
     `strict` raises KeyError_ for list items apply cannot identify."""
     if isinstance(value, dict) and value and not _atomic_map(fpath):
-        children = {}
+        node: Node = {".": {}} if member else {}
         top = not fpath
         for k, v in value.items():
             child = fieldset(v, fpath + (k,), nodes=nodes, member=nodes and not (top and k in _ALWAYS_PRESENT),
                              strict=strict)
             if child is not None:
-                children["f:" + k] = child
-        return _join(member, children)
+                node["f:" + k] = child
+        if len(node) == 1 and member:
+            return {}
+        return node or None
     if isinstance(value, list):
         keys = list_map_keys(fpath)
         if keys is ATOMIC or _atomic_map(fpath):
@@ -453,8 +455,15 @@ def _prune(value: Any, drop: Node, keep: Node | None, fpath: tuple[str, ...]) ->
 # -- managedFields entries -------------------------------------------------------------------------
 
 
+_clock: list = [0, ""]
+
+
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current second in RFC 3339, formatted once per second (every write asks)."""
+    second = int(time.time())
+    if second != _clock[0]:
+        _clock[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))]
+    return _clock[1]
 
 
 def manager_from(field_manager: str | None, user_agent: str | None) -> str:

@@ -179,6 +179,17 @@ def _write_options(request: Request, t: Target, options: str, *, patch: bool = F
     return writer, bool(dry_run), forced
 
 
+def _touches_managed_fields(kind: str, patch: Any) -> bool:
+    """Whether a merge/strategic/JSON patch may change metadata.managedFields (else the stored ones stay)."""
+    if kind == "json":
+        paths = [op.get(k) for op in patch if isinstance(op, dict) for k in ("path", "from")] \
+            if isinstance(patch, list) else []
+        return any(isinstance(p, str) and (p in ("", "/metadata") or p.startswith("/metadata/managedFields"))
+                   for p in paths)
+    meta = patch.get("metadata") if isinstance(patch, dict) else None
+    return isinstance(meta, dict) and "managedFields" in meta
+
+
 def _int_param(request: Request, name: str) -> int | None:
     v = request.query_params.get(name)
     if v is None or v == "":
@@ -576,7 +587,15 @@ class RestHandler:
         body["metadata"]["name"] = t.name
         want_rv = _rv_param(str(body["metadata"].get("resourceVersion") or "")) if body["metadata"].get(
             "resourceVersion") not in (None, "") else None
-        result = await self._write(t, lambda _cur: copy.deepcopy(body), want_rv, fields=fields, dry_run=dry_run)
+        requested = body["metadata"].pop("managedFields", managedfields.MISSING)
+
+        def make(_current: Obj) -> Obj:
+            new = copy.deepcopy(body)  # entries are never mutated: they need no copy
+            if requested is not managedfields.MISSING:
+                new["metadata"]["managedFields"] = requested
+            return new
+
+        result = await self._write(t, make, want_rv, fields=fields, dry_run=dry_run)
         return _warned(json_response(result), warnings)
 
     async def patch(self, request: Request, t: Target) -> Response:
@@ -598,7 +617,11 @@ class RestHandler:
         if kind != "json" and not isinstance(body, dict):
             raise errors.bad_request("a merge patch must be a JSON object")
 
+        keeps_entries = not _touches_managed_fields(kind, body)
+
         def apply(current: Obj) -> Obj:
+            if keeps_entries:  # the patch functions copy what they are given: spare them the entries
+                current["metadata"].pop("managedFields", None)
             base = self._scale(t.rd, current) if t.sub == "scale" else current
             if kind == "merge":
                 out = merge_patch(base, body)
