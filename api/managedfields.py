@@ -595,7 +595,13 @@ def apply(live: Obj | None, config: Obj, entries: list[Obj], *, manager: str, ap
     return merged, _sorted(out)
 
 
-def conflict_error(conflicts: list[tuple[Obj, tuple[str, ...]]]) -> APIError:
+class ApplyConflict(APIError):
+    """A 409 that remembers its conflicts as (entry, path) pairs."""
+
+    conflicts: list[tuple[Obj, tuple[str, ...]]]
+
+
+def conflict_error(conflicts: list[tuple[Obj, tuple[str, ...]]]) -> ApplyConflict:
     causes = [Cause(readable(path), f"conflict with {describe(e)}", "FieldManagerConflict") for e, path in conflicts]
     if len(conflicts) == 1:
         message = f"Apply failed with 1 conflict: conflict with {describe(conflicts[0][0])}: {causes[0].field}"
@@ -608,7 +614,44 @@ def conflict_error(conflicts: list[tuple[Obj, tuple[str, ...]]]) -> APIError:
             lines.append(f"conflicts with {who}:")
             lines += [f"- {p}" for p in by_manager[who]]
         message = f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
-    return APIError(409, "Conflict", message, causes=causes)
+    error = ApplyConflict(409, "Conflict", message, causes=causes)
+    error.conflicts = conflicts
+    return error
+
+
+def has(node: Node | None, path: tuple[str, ...]) -> bool:
+    for pe in path:
+        if node is None:
+            return False
+        node = node.get(pe)
+    return node is not None and _member(node)
+
+
+# -- moving from client-side apply -----------------------------------------------------------------
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+KUBECTL = "kubectl"
+
+
+def _last_applied(obj: Obj | None) -> str | None:
+    annotations = (obj or {}).get("metadata", {}).get("annotations")
+    value = annotations.get(LAST_APPLIED) if isinstance(annotations, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _owned_by_last_applied(live: Obj, api_version: str, subresource: str | None, has_status: bool) -> Node | None:
+    """The fields client-side apply last set and that still hold those values: kubectl's first
+    server-side apply may take them without a conflict (Kubernetes' lastAppliedManager)."""
+    try:
+        last = orjson.loads(_last_applied(live) or "")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(last, dict) or last.get("apiVersion") != api_version:
+        return None
+    last_scoped = scoped(last, subresource, has_status)
+    changes = compare(last_scoped, scoped(live, subresource, has_status))
+    fields = fieldset(last_scoped, nodes=False)
+    return difference(difference(difference(fields, changes.modified), changes.added), changes.removed)
 
 
 def same_but_times(a: list[Obj], b: list[Obj]) -> bool:
@@ -629,9 +672,31 @@ class Writer:
         self.applied: list[Obj] | None = None
 
     def apply(self, live: Obj | None, config: Obj, *, force: bool) -> Obj:
-        merged, self.applied = apply(live, config, live_entries(live), manager=self.manager,
-                                     api_version=self.api_version, subresource=self.subresource,
-                                     has_status=self.has_status, force=force, time=now())
+        """Merge `config` into `live`. kubectl's own applies also honour its client-side history, as
+        Kubernetes does for the manager "kubectl": conflicts on fields its last-applied annotation set
+        (to the values they still have) are taken over, and that annotation follows the configuration."""
+        def run(forced: bool) -> tuple[Obj, list[Obj]]:
+            return apply(live, config, live_entries(live), manager=self.manager, api_version=self.api_version,
+                         subresource=self.subresource, has_status=self.has_status, force=forced, time=now())
+
+        kubectl_history = self.manager == KUBECTL and _last_applied(live) is not None
+        if kubectl_history:
+            meta = dict(config.get("metadata") or {})
+            if isinstance(meta.get("annotations"), dict):
+                meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != LAST_APPLIED}
+            last_applied = orjson.dumps({**config, "metadata": meta}).decode()
+        try:
+            merged, self.applied = run(force)
+        except ApplyConflict as e:
+            if not kubectl_history:
+                raise
+            allowed = _owned_by_last_applied(live, self.api_version, self.subresource, self.has_status)
+            remaining = [(entry, path) for entry, path in e.conflicts if not has(allowed, path)]
+            if remaining:
+                raise conflict_error(remaining) from None
+            merged, self.applied = run(True)
+        if kubectl_history:
+            merged.setdefault("metadata", {}).setdefault("annotations", {})[LAST_APPLIED] = last_applied
         return merged
 
     def entries(self, live: Obj | None, new: Obj, requested: Any = MISSING) -> list[Obj]:

@@ -1,5 +1,6 @@
 """Field sets, merging, pruning and conflicts of server-side apply (api/managedfields.py), on plain dicts."""
 import copy
+import json
 
 import pytest
 
@@ -292,3 +293,25 @@ def test_manager_comes_from_field_manager_or_user_agent():
     assert mf.manager_from("helm", "kubectl/v1.32") == "helm"
     assert mf.manager_from(None, "kubectl/v1.32.0 (linux/amd64) kubernetes/abc") == "kubectl"
     assert mf.manager_from(None, None) == ""
+
+
+def test_kubectls_first_server_side_apply_takes_what_its_client_side_applies_set():
+    config = deployment(replicas=2)
+    live = {**copy.deepcopy(config), "metadata": {**config["metadata"], "annotations": {
+        mf.LAST_APPLIED: json.dumps(config)}}}
+    live["spec"]["paused"] = True  # set by someone else, not in the last applied configuration
+    csa = update_entries({}, live, [], manager="kubectl-client-side-apply")
+    live["metadata"]["managedFields"] = csa
+    newer = deployment(replicas=3)
+    newer["spec"]["paused"] = False
+    writer = mf.Writer("kubectl", api_version="apps/v1", subresource=None, has_status=True)
+    with pytest.raises(APIError) as e:  # paused was not in the last applied configuration: still a conflict
+        writer.apply(copy.deepcopy(live), copy.deepcopy(newer), force=False)
+    assert [c.field for c in e.value.causes] == [".spec.paused"]
+    merged = writer.apply(copy.deepcopy(live), deployment(replicas=3), force=False)
+    assert merged["spec"]["replicas"] == 3
+    assert json.loads(merged["metadata"]["annotations"][mf.LAST_APPLIED])["spec"]["replicas"] == 3
+    assert "f:replicas" not in entry(writer.applied, "kubectl-client-side-apply", mf.UPDATE)["fieldsV1"]["f:spec"]
+    other = mf.Writer("helm", api_version="apps/v1", subresource=None, has_status=True)
+    with pytest.raises(APIError):  # only kubectl's own history counts
+        other.apply(copy.deepcopy(live), deployment(replicas=3), force=False)

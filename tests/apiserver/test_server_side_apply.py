@@ -268,3 +268,29 @@ def test_kubectl_apply_server_side_twice_then_conflict_with_scale_and_force(apis
     assert r.returncode == 0, r.stderr
     r = kubectl("get", "deployment", "web", "-o", "jsonpath={.spec.replicas}")
     assert r.stdout == "2"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed on this machine")
+def test_kubectl_moves_from_client_side_to_server_side_apply(apiserver, namespace, tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    write_kubeconfig(kubeconfig, server=apiserver.url, ca_pem=apiserver.ca.read_bytes(), token=apiserver.admin_token)
+    manifest = tmp_path / "dep.yaml"
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "-n", namespace, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    manifest.write_text(yaml.safe_dump(deployment(replicas=2)))
+    r = kubectl("apply", "-f", str(manifest))
+    assert r.returncode == 0 and "created" in r.stdout, r.stderr
+    live = yaml.safe_load(kubectl("get", "deployment", "web", "-o", "yaml", "--show-managed-fields").stdout)
+    assert [(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]] == [
+        ("kubectl-client-side-apply", "Update")]
+    manifest.write_text(yaml.safe_dump(deployment(replicas=3)))
+    # kubectl rewrites the client-side entry into its server-side one (a JSON patch of managedFields),
+    # so its own earlier writes do not conflict
+    r = kubectl("apply", "--server-side", "-f", str(manifest))
+    assert r.returncode == 0 and "serverside-applied" in r.stdout, r.stderr
+    live = yaml.safe_load(kubectl("get", "deployment", "web", "-o", "yaml", "--show-managed-fields").stdout)
+    assert live["spec"]["replicas"] == 3
+    assert ("kubectl", "Apply") in [(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]]
