@@ -258,7 +258,9 @@ def test_kubectl_apply_server_side_twice_then_conflict_with_scale_and_force(apis
     assert r.returncode == 0 and "serverside-applied" in r.stdout, r.stderr
     r = kubectl("get", "deployment", "web", "-o", "yaml", "--show-managed-fields")
     live = yaml.safe_load(r.stdout)
-    assert [(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]] == [("kubectl", "Apply")]
+    # the client-side entry is gone; kubectl keeps the annotation under a manager of its own
+    assert sorted((e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]) == [
+        ("kubectl", "Apply"), ("kubectl-last-applied", "Apply")]
     r = kubectl("scale", "deployment/web", "--replicas=5")
     assert r.returncode == 0, r.stderr
     r = kubectl("apply", "--server-side", "-f", str(manifest))
@@ -293,4 +295,6 @@ def test_kubectl_moves_from_client_side_to_server_side_apply(apiserver, namespac
     assert r.returncode == 0 and "serverside-applied" in r.stdout, r.stderr
     live = yaml.safe_load(kubectl("get", "deployment", "web", "-o", "yaml", "--show-managed-fields").stdout)
     assert live["spec"]["replicas"] == 3
-    assert ("kubectl", "Apply") in [(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]]
+    # the client-side entry is gone; kubectl keeps the annotation under a manager of its own
+    assert sorted((e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]) == [
+        ("kubectl", "Apply"), ("kubectl-last-applied", "Apply")]
