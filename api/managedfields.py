@@ -77,6 +77,10 @@ def _atomic_map(fpath: tuple[str, ...]) -> bool:
 # -- field sets -------------------------------------------------------------------------------------
 
 
+# The one leaf node that sets built here share: field sets are never changed in place.
+_LEAF: Node = {}
+
+
 def _member(node: Node) -> bool:
     return not node or "." in node
 
@@ -160,12 +164,21 @@ def readable(path: tuple[str, ...]) -> str:
     return "".join(out)
 
 
-def valid_fields(node: Any, depth: int = 0) -> bool:
+_ELEMENT_PREFIXES = ("f:", "k:", "v:", "i:")
+
+
+def valid_fields(node: Any) -> bool:
     """Whether a user-supplied fieldsV1 has the shape of a field set."""
-    if not isinstance(node, dict) or depth > 100:
-        return False
-    return all(isinstance(k, str) and (k == "." or k[:2] in ("f:", "k:", "v:", "i:")) and valid_fields(v, depth + 1)
-               for k, v in node.items())
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if type(node) is not dict:
+            return False
+        for k, v in node.items():
+            if k != "." and not (type(k) is str and k.startswith(_ELEMENT_PREFIXES)):
+                return False
+            stack.append(v)
+    return True
 
 
 # -- path elements of list items -------------------------------------------------------------------
@@ -221,34 +234,38 @@ def fieldset(value: Any, fpath: tuple[str, ...] = (), *, nodes: bool, member: bo
     items); `nodes=True` is what a write that added `value` touched (maps and structs too).
     `strict` raises KeyError_ for list items apply cannot identify."""
     if isinstance(value, dict) and value and not _atomic_map(fpath):
-        node: Node = {".": {}} if member else {}
+        node: Node = {".": _LEAF} if member else {}
         top = not fpath
         for k, v in value.items():
-            child = fieldset(v, fpath + (k,), nodes=nodes, member=nodes and not (top and k in _ALWAYS_PRESENT),
-                             strict=strict)
-            if child is not None:
+            if type(v) is dict or type(v) is list:  # scalars (most fields) are leaves: no call for them
+                child = fieldset(v, fpath + (k,), nodes=nodes, member=nodes and not (top and k in _ALWAYS_PRESENT),
+                                 strict=strict)
+                if child is None:
+                    continue
                 node["f:" + k] = child
+            else:
+                node["f:" + k] = _LEAF
         if len(node) == 1 and member:
-            return {}
+            return _LEAF
         return node or None
     if isinstance(value, list):
         keys = list_map_keys(fpath)
         if keys is ATOMIC or _atomic_map(fpath):
-            return {}
+            return _LEAF
         if not value:
-            return {} if nodes else None
+            return _LEAF if nodes else None
         if strict:
             pes = _item_elements(value, keys, fpath)
         else:
             pes = _granular(value, fpath)
         if pes is None:
-            return {}
+            return _LEAF
         children = {}
         for pe, item in zip(pes, value):
             children[pe] = fieldset(item, fpath, nodes=nodes, member=True, strict=strict) \
-                if isinstance(item, dict) else {}
+                if isinstance(item, dict) else _LEAF
         return _join(member, children)
-    return {}
+    return _LEAF
 
 
 # -- comparing two versions of an object -----------------------------------------------------------
@@ -287,7 +304,7 @@ def _compare(lhs: Any, rhs: Any, fpath: tuple[str, ...]) -> tuple[Node | None, N
         return None, None, None
     pairs = _children(lhs, rhs, fpath)
     if pairs is None:
-        return None, {}, None  # a leaf (scalar, atomic value, or a change of type) that changed
+        return None, _LEAF, None  # a leaf (scalar, atomic value, or a change of type) that changed
     added: Node = {}
     modified: Node = {}
     removed: Node = {}
