@@ -258,9 +258,7 @@ def test_kubectl_apply_server_side_twice_then_conflict_with_scale_and_force(apis
     assert r.returncode == 0 and "serverside-applied" in r.stdout, r.stderr
     r = kubectl("get", "deployment", "web", "-o", "yaml", "--show-managed-fields")
     live = yaml.safe_load(r.stdout)
-    # the client-side entry is gone; kubectl keeps the annotation under a manager of its own
-    assert sorted((e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]) == [
-        ("kubectl", "Apply"), ("kubectl-last-applied", "Apply")]
+    assert [(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]] == [("kubectl", "Apply")]
     r = kubectl("scale", "deployment/web", "--replicas=5")
     assert r.returncode == 0, r.stderr
     r = kubectl("apply", "--server-side", "-f", str(manifest))
