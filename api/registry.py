@@ -165,6 +165,9 @@ REVIEWS: tuple[ResourceDef, ...] = (
                 plural="selfsubjectaccessreviews", namespaced=False, verbs=("create",)),
     ResourceDef(group="authorization.k8s.io", version="v1", kind="SubjectAccessReview",
                 plural="subjectaccessreviews", namespaced=False, verbs=("create",)),
+    # Who a bearer token belongs to: how a kubelet authenticates callers of its own API (webhook mode).
+    ResourceDef(group="authentication.k8s.io", version="v1", kind="TokenReview",
+                plural="tokenreviews", namespaced=False, verbs=("create",)),
 )
 
 # Kinds computed on request, not stored: the resource metrics API (metrics-server's, which Kubernetes serves

@@ -45,6 +45,8 @@ from apiserver.watchcache import WatchCache
 
 logger = logging.getLogger(__name__)
 
+Obj = dict[str, Any]
+
 VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-minik8s.0.1.0", "gitCommit": "0" * 40,
            "gitTreeState": "clean", "buildDate": "2026-11-22T00:00:00Z",
            "goVersion": f"python{platform.python_version()}", "compiler": "cpython",
@@ -81,20 +83,9 @@ class TokenAuth:
     `base64url.bearer.authorization.k8s.io.<base64url token>`, for clients that cannot set headers.
     """
 
-    def __init__(self, app, tokens: "StaticTokens", fallback: Callable[[str], UserInfo | None] | None = None):
+    def __init__(self, app, authenticate: Callable[[str | None], UserInfo | None]):
         self.app = app
-        self.tokens = tokens
-        self.fallback = fallback  # e.g. ServiceAccount JWTs
-
-    def authenticate(self, presented: str | None) -> UserInfo | None:
-        if not presented:
-            return None
-        user = self.tokens.lookup(presented)
-        if user is None and self.fallback is not None:
-            user = self.fallback(presented)
-        if user is None and self.tokens.reload():
-            user = self.tokens.lookup(presented)  # the token file changed: a node added, say
-        return user
+        self.authenticate = authenticate
 
     @staticmethod
     def presented_token(scope) -> str | None:
@@ -128,6 +119,48 @@ def load_tokens(path: Path | None) -> dict[str, UserInfo]:
         return {}
     return {tok: UserInfo(user, tuple(dict.fromkeys([*groups, AUTHENTICATED])), uid)
             for tok, user, uid, groups in read_token_file(path)}
+
+
+class Authenticator:
+    """Bearer token -> user: the static token file first, then ServiceAccount JWTs (`fallback`). Used for
+    every request and to answer TokenReviews."""
+
+    def __init__(self, tokens: "StaticTokens", fallback: Callable[[str], UserInfo | None] | None = None):
+        self.tokens = tokens
+        self.fallback = fallback
+
+    def __call__(self, presented: str | None) -> UserInfo | None:
+        if not presented:
+            return None
+        user = self.tokens.lookup(presented)
+        if user is None and self.fallback is not None:
+            user = self.fallback(presented)
+        if user is None and self.tokens.reload():
+            user = self.tokens.lookup(presented)  # the token file changed: a node added, say
+        return user
+
+
+def answer_token_review(authenticate: Callable[[str | None], UserInfo | None], body: Any,
+                        audiences: list[str]) -> Obj:
+    """authentication.k8s.io/v1 TokenReview: `status.authenticated` and the user behind `spec.token`."""
+    if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
+        raise errors.bad_request("a TokenReview needs a spec")
+    spec = body["spec"]
+    token = spec.get("token")
+    if not isinstance(token, str) or not token:
+        raise errors.invalid("TokenReview", "", [errors.Cause("spec.token", "Required value: token must not be "
+                                                                            "empty", "FieldValueRequired")],
+                             "authentication.k8s.io")
+    user = authenticate(token)
+    status: Obj = {"authenticated": user is not None}
+    if user is not None:
+        status["user"] = {"username": user.name, "uid": user.uid, "groups": list(user.groups)}
+        status["audiences"] = spec.get("audiences") or audiences
+    else:
+        status["error"] = "invalid bearer token"
+    return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "metadata": {"creationTimestamp": None}, "spec": {k: v for k, v in spec.items() if k != "token"},
+            "status": status}
 
 
 class StaticTokens:
@@ -229,7 +262,7 @@ def split_resource_path(path: str) -> tuple[str, str, list[str]] | None:
     parts = [p for p in rest.split("/") if p]
     if not parts or (len(parts) == 5 and parts[2] == "pods" and parts[4] in ("log", "exec") and not group):
         return None
-    if group in ("authorization.k8s.io", "metrics.k8s.io"):  # access reviews, resource metrics: not stored
+    if group in ("authorization.k8s.io", "authentication.k8s.io", "metrics.k8s.io"):  # reviews, metrics: not stored
         return None
     return group, version, parts
 
@@ -298,6 +331,7 @@ def create_app(settings: Settings):
                               issuer, cache, ns or "", name, body,
                               user=current_user.get() if "Node" in authorizer.modes else None)})
     tokens = StaticTokens(settings.token_file)
+    authenticate = Authenticator(tokens, fallback=TokenAuthenticator(issuer, cache))
     kubelet_token = next((tok for tok, user in tokens.tokens.items() if user.name == KUBELET_CLIENT_USER), None)
     kubelets = KubeletProxy(store, token=kubelet_token, ca_file=settings.kubelet_certificate_authority,
                             timeout=settings.kubelet_timeout)
@@ -327,6 +361,13 @@ def create_app(settings: Settings):
 
     async def access_review(request: Request) -> Response:
         return await guarded(request, answer_access_review)
+
+    async def answer_token_review_request(request: Request) -> Response:
+        body = await read_body(request)
+        return json_response(answer_token_review(authenticate, body, issuer.audiences), 201)
+
+    async def token_review(request: Request) -> Response:
+        return await guarded(request, answer_token_review_request)
 
     async def pod_log(request: Request) -> Response:
         return await guarded(request, kubelets.logs)
@@ -415,6 +456,7 @@ def create_app(settings: Settings):
     r.add_route("/api/v1/namespaces/{namespace}/pods/{name}/exec", pod_exec_without_upgrade, ["GET", "POST"])
     r.add_websocket_route("/api/v1/namespaces/{namespace}/pods/{name}/exec", pod_exec)
     r.add_route("/apis/authorization.k8s.io/v1/{plural:str}", access_review, ["POST"])
+    r.add_route("/apis/authentication.k8s.io/v1/tokenreviews", token_review, ["POST"])
     for path, endpoint in metrics.routes():
         r.add_route(path, guarded_route(endpoint), ["GET"])
     r.add_route("/apis", api_groups, ["GET"])
@@ -429,5 +471,4 @@ def create_app(settings: Settings):
 
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, method_not_allowed)
-    return TokenAuth(Authorize(ResourceRoutes(handler, app), authorizer, PUBLIC_PATHS), tokens,
-                     fallback=TokenAuthenticator(issuer, cache))
+    return TokenAuth(Authorize(ResourceRoutes(handler, app), authorizer, PUBLIC_PATHS), authenticate)

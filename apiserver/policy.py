@@ -28,6 +28,8 @@ WRITE = ["create", "update", "patch", "delete", "deletecollection"]
 ALL_RESOURCE_VERBS = READ + WRITE
 EVENTS = {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]}
 LEASES = {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": READ + ["create", "update", "patch"]}
+DELEGATION = [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+              {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]
 
 WORKLOADS = [
     {"apiGroups": [""], "resources": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy",
@@ -87,6 +89,7 @@ def cluster_roles() -> list[Obj]:
                                                         "/livez", "/readyz"], "verbs": ["get"]}]),
         _role("system:public-info-viewer", [{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version",
                                                                  "/version/"], "verbs": ["get"]}]),
+        _role("system:auth-delegator", DELEGATION),
         _role("system:basic-user", [{"apiGroups": ["authorization.k8s.io"],
                                      "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
                                      "verbs": ["create"]}]),
@@ -110,6 +113,8 @@ def cluster_roles() -> list[Obj]:
             {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
             {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
             {"apiGroups": [""], "resources": ["services", "endpoints", "namespaces"], "verbs": READ},
+            # Checking the callers of the kubelet's own API (webhook authentication and authorization).
+            *DELEGATION,
             # Secrets, ConfigMaps, volumes and ServiceAccount tokens: only what the node's own pods use,
             # which the node authorizer decides (apiserver/nodeauthz.py), as in Kubernetes.
         ]),

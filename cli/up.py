@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             "kubelet", "--kubeconfig", str(creds.node_kubeconfig(node_name)), "--node-name", node_name, "--node-ip", args.node_ip,
             "--root-dir", str(data / "kubelet"), "--address", args.node_ip, "--port", str(args.kubelet_port),
             "--tls-cert-file", str(kubelet_cert), "--tls-private-key-file", str(kubelet_key),
-            "--authentication-token-file", str(creds.token_file), "--cluster-cidr", args.cluster_cidr,
+            "--authentication-token-webhook", "--cluster-cidr", args.cluster_cidr,
             "--service-cluster-ip-range", args.service_cluster_ip_range, "--bridge", args.bridge],
             logs / "kubelet.log"),
     ]

@@ -81,10 +81,11 @@ class FakeAPIServer:
     # -- test controls -----------------------------------------------------------------------------
 
     def seed(self, obj: Obj) -> Obj:
-        """Store an object as if created through the API (emits ADDED)."""
+        """Store an object as if created through the API (emits ADDED) — earlier, so a namespace being
+        deleted may already hold it."""
         rd = registry.by_kind(obj["apiVersion"], obj["kind"])
         assert rd is not None, obj
-        return self._create(rd, (obj.get("metadata") or {}).get("namespace"), copy.deepcopy(obj))
+        return self._create(rd, (obj.get("metadata") or {}).get("namespace"), copy.deepcopy(obj), seeding=True)
 
     def get_object(self, res: ResourceDef, key: str) -> Obj | None:
         return self.objects.get((res.group_resource, key))
@@ -186,7 +187,7 @@ class FakeAPIServer:
         self._record(rd, kind, obj)
         return copy.deepcopy(obj)
 
-    def _create(self, rd: ResourceDef, ns: str | None, obj: Obj) -> Obj:
+    def _create(self, rd: ResourceDef, ns: str | None, obj: Obj, *, seeding: bool = False) -> Obj:
         meta = obj.setdefault("metadata", {})
         if rd.namespaced:
             meta["namespace"] = ns or meta.get("namespace") or "default"
@@ -197,7 +198,7 @@ class FakeAPIServer:
         if (rd.group_resource, object_key(obj)) in self.objects:
             raise errors.already_exists(rd.plural, meta["name"], rd.group)
         namespace = self.objects.get(("namespaces", meta.get("namespace", ""))) if rd.namespaced else None
-        if namespace is not None and namespace["metadata"].get("deletionTimestamp"):
+        if namespace is not None and namespace["metadata"].get("deletionTimestamp") and not seeding:
             ns = meta["namespace"]  # refused as the apiserver does, cause and all
             raise errors.APIError(403, "Forbidden", f"unable to create new content in namespace {ns} because it is "
                                   "being terminated", name=ns, kind="namespaces",

@@ -29,7 +29,15 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--tls-cert-file", default=None)
     c.add_argument("--tls-private-key-file", default=None)
     c.add_argument("--authentication-token-file", default=None,
-                   help="tokens the logs/exec server accepts (Kubernetes static token file format)")
+                   help="tokens the logs/exec server accepts (Kubernetes static token file format); only the "
+                        "apiserver's kubelet-client identity and system:masters may use them")
+    c.add_argument("--authentication-token-webhook", action="store_true",
+                   help="ask the apiserver who other tokens belong to (TokenReview), so the node needs no "
+                        "token file")
+    c.add_argument("--authorization-mode", choices=("Webhook", "AlwaysAllow"), default="Webhook",
+                   help="Webhook: callers the webhook authenticated need the verb on nodes/proxy (logs, exec), "
+                        "nodes/metrics or nodes/stats of this node (SubjectAccessReview); AlwaysAllow: any of them "
+                        "may do anything")
     c.add_argument("--bridge", default="mk0")
     c.add_argument("--service-sink", default="kube-svc0", help=argparse.SUPPRESS)
     c.add_argument("--cluster-cidr", default="10.244.0.0/16")
@@ -64,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig, node_name=args.node_name, node_ip=args.node_ip, docker_host=args.docker_host,
         root_dir=args.root_dir, port=args.port, address=args.address, tls_cert_file=args.tls_cert_file,
         tls_private_key_file=args.tls_private_key_file, authentication_token_file=args.authentication_token_file,
+        authentication_token_webhook=args.authentication_token_webhook,
+        authorization_webhook=args.authorization_mode == "Webhook",
         bridge=args.bridge, service_sink=args.service_sink, cluster_cidr=args.cluster_cidr,
         service_cidr=args.service_cluster_ip_range, cluster_dns=args.cluster_dns,
         cluster_domain=args.cluster_domain, pod_egress=args.pod_egress, network_backend=args.network_backend,

@@ -65,6 +65,8 @@ class KubeletConfig:
     tls_cert_file: str | None = None
     tls_private_key_file: str | None = None
     authentication_token_file: str | None = None
+    authentication_token_webhook: bool = False
+    authorization_webhook: bool = True
     bridge: str = "mk0"
     cluster_cidr: str = "10.244.0.0/16"
     service_cidr: str = "10.96.0.0/12"
@@ -231,7 +233,8 @@ class Kubelet:
             stats = None
         server = KubeletServer(docker=self.docker, node_name=cfg.node_name, bind_address=cfg.address, port=cfg.port,
                                cert_file=str(cert), key_file=str(key), token_file=cfg.authentication_token_file,
-                               stats=stats)
+                               stats=stats, api=self.client if cfg.authentication_token_webhook else None,
+                               webhook_authz=cfg.authorization_webhook)
         await server.start()
         return server
 

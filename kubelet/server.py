@@ -10,10 +10,10 @@ Paths are the real kubelet's (port 10250):
 - `GET /metrics/resource`: CPU and memory usage of the node and its containers in Prometheus text format,
   the real kubelet's endpoint that metrics-server scrapes (`kubelet.stats`).
 
-Authentication: every other path needs `Authorization: Bearer <token>` where the token is a row of a
-Kubernetes static token file (`token,user,uid,"group1,group2"`) whose user is the apiserver's kubelet-client
-identity or whose groups include `system:masters`. No token or an unknown one is 401, a known but
-unprivileged identity 403, both as a `Status`. A refused WebSocket handshake gets the same HTTP answer.
+Authentication and authorization (`kubelet.auth`): every other path needs `Authorization: Bearer <token>`,
+checked against a static token file or delegated to the apiserver (TokenReview, then SubjectAccessReview
+on `nodes/proxy|metrics|stats` of this node). No token or an unknown one is 401, an identity without the
+right 403, both as a `Status`. A refused WebSocket handshake gets the same HTTP answer.
 
 Containers are found by the Docker labels in `kubelet.labels` (node, namespace, pod, container name):
 the current container is the one with the highest attempt, `previous=true` the one before it.
@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import datetime
-import hmac
 import json
 import logging
 import socket
@@ -45,7 +43,6 @@ import ssl
 import struct
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
 import docker
@@ -57,13 +54,13 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from client.rest import AsyncClient
 from kubelet import labels
+from kubelet.auth import KubeletAuth, Refusal
 from kubelet.stats import ResourceStats, render
 
 logger = logging.getLogger(__name__)
 
-KUBELET_CLIENT_USER = "system:kube-apiserver-kubelet-client"
-MASTERS_GROUP = "system:masters"
 PUBLIC_PATHS = {"/healthz"}
 SUBPROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")   # preference order
 
@@ -106,44 +103,26 @@ async def deny_websocket(ws: WebSocket, response: Response) -> None:
 
 # -- authentication ----------------------------------------------------------------------------------------
 
-def read_token_file(path: str | Path) -> dict[str, tuple[str, list[str]]]:
-    """token -> (user, groups) from a Kubernetes static token file: token,user,uid[,"group1,group2"]."""
-    out: dict[str, tuple[str, list[str]]] = {}
-    with open(path, newline="") as f:
-        for row in csv.reader(f):
-            if len(row) < 3 or row[0].startswith("#"):
-                continue
-            groups = [g for g in (row[3].split(",") if len(row) > 3 else []) if g]
-            out[row[0].strip()] = (row[1].strip(), groups)
-    return out
-
-
 class BearerAuth:
-    """ASGI middleware: a bearer token of a privileged identity on every path but `/healthz`, HTTP or WebSocket."""
+    """ASGI middleware: every path but `/healthz`, HTTP or WebSocket, is checked by `kubelet.auth`."""
 
-    def __init__(self, app, tokens: dict[str, tuple[str, list[str]]]):
+    def __init__(self, app, auth: KubeletAuth):
         self.app = app
-        self.tokens = tokens
-
-    def check(self, header: str | None) -> KubeletError | None:
-        if not header or not header.startswith("Bearer "):
-            return KubeletError(401, "Unauthorized", "Unauthorized")
-        presented = header[7:].strip()
-        for token, (user, groups) in self.tokens.items():
-            if hmac.compare_digest(token, presented):
-                if user == KUBELET_CLIENT_USER or MASTERS_GROUP in groups:
-                    return None
-                return KubeletError(403, "Forbidden", f'Forbidden (user={user}, verb=get, resource=nodes, '
-                                                      f'subresource=proxy)')
-        return KubeletError(401, "Unauthorized", "Unauthorized")
+        self.auth = auth
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
             return await self.app(scope, receive, send)
         header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
-        refusal = self.check(header)
-        if refusal is None:
+        method = "GET" if scope["type"] == "websocket" else scope["method"]
+        try:
+            denied = await self.auth.check(header, method, scope["path"])
+        except Exception as e:  # the apiserver could not be asked: nobody gets in
+            logger.warning("could not check %s %s with the apiserver: %s", scope["type"], scope["path"], e)
+            denied = Refusal(503, "ServiceUnavailable", "authentication or authorization is unavailable")
+        if denied is None:
             return await self.app(scope, receive, send)
+        refusal = KubeletError(denied.code, denied.reason, denied.message)
         logger.info("refused %s %s: %s", scope["type"], scope["path"], refusal.message)
         if scope["type"] == "websocket":
             return await deny_websocket(WebSocket(scope, receive, send), refusal.response())
@@ -507,16 +486,18 @@ class KubeletServer:
 
     def __init__(self, *, docker: docker.DockerClient, node_name: str, bind_address: str = "0.0.0.0",
                  port: int = 10250, cert_file: str, key_file: str, token_file: str | None,
-                 stats: ResourceStats | None = None):
+                 stats: ResourceStats | None = None, api: AsyncClient | None = None, webhook_authz: bool = True):
         self.docker = docker
         self.stats = stats
         self.node_name = node_name
         self.bind_address = bind_address
         self.port = port
         self.cert_file, self.key_file = cert_file, key_file
-        self.tokens = read_token_file(token_file) if token_file else {}
-        if not self.tokens:
-            logger.warning("kubelet API: no token file given; every request but /healthz will be refused")
+        # `api`: the kubelet's apiserver client, to delegate authentication and authorization to it.
+        self.auth = KubeletAuth(node_name, token_file=token_file, client=api, webhook_authz=webhook_authz)
+        if not self.auth.configured:
+            logger.warning("kubelet API: neither a token file nor webhook authentication; every request but "
+                           "/healthz will be refused")
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task | None = None
 
@@ -529,7 +510,7 @@ class KubeletServer:
             Route("/metrics/resource", self.resource_metrics, methods=["GET"]),
         ]
         app = Starlette(routes=routes)
-        app.add_middleware(BearerAuth, tokens=self.tokens)
+        app.add_middleware(BearerAuth, auth=self.auth)
         return app
 
     async def start(self) -> None:

@@ -462,7 +462,7 @@ class Lab:
                         "--address", n.ip, "--port", str(KUBELET_PORT),
                         "--tls-cert-file", str(creds.cert("kubelet")[0]),
                         "--tls-private-key-file", str(creds.cert("kubelet")[1]),
-                        "--authentication-token-file", str(creds.token_file),
+                        "--authentication-token-webhook",
                         "--cluster-cidr", st.cluster_cidr, "--service-cluster-ip-range", st.service_cidr,
                         "--bridge", "mk0", "--service-sink", "kube-svc0", "--network-backend", st.network_backend,
                         *self.kubelet_flags]

@@ -155,7 +155,7 @@ class Cluster:
                                     "--root-dir", str(root), "--bridge", f"mkc{suffix}{i}",
                                     "--service-sink", f"mks{suffix}{i}", "--cluster-cidr", self.cluster_cidr,
                                     "--tls-cert-file", str(kubelet_cert), "--tls-private-key-file", str(kubelet_key),
-                                    "--authentication-token-file", str(creds.token_file),
+                                    "--authentication-token-webhook",
                                     "--crash-loop-backoff-base", "0.5", "--relist-period", "2",
                                     "--node-status-update-frequency", "2"],
                         self.dir / f"{name}.log")

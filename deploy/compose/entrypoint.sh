@@ -130,7 +130,7 @@ node)
     start kubelet minik8s kubelet --kubeconfig "$CREDS/kubeconfigs/node-$NODE_NAME.kubeconfig" --node-name "$NODE_NAME" \
         --node-ip "$NODE_IP" --address "$NODE_IP" --root-dir /var/lib/minik8s/kubelet \
         --tls-cert-file $CREDS/pki/kubelet.crt --tls-private-key-file $CREDS/pki/kubelet.key \
-        --authentication-token-file $CREDS/tokens.csv --cluster-cidr "$CLUSTER_CIDR" \
+        --authentication-token-webhook --cluster-cidr "$CLUSTER_CIDR" \
         --service-cluster-ip-range "$SERVICE_CIDR" --network-backend "${MINIK8S_NETWORK_BACKEND:-vxlan}" \
         ${MINIK8S_KUBELET_ARGS:-}
     start proxy minik8s proxy --kubeconfig $CREDS/kubeconfigs/kube-proxy.kubeconfig \

@@ -40,8 +40,9 @@ usage: $0 [--role control-plane|node|all] [--node-ip IP] [--node-name NAME] [--s
   --node-ip        this machine's address other nodes and the apiserver reach (required)
   --server         the apiserver URL put into every kubeconfig (default https://NODE_IP:6443)
   --credentials    a copy of the control plane's /etc/minik8s (a node needs its CA, kubelet
-                   certificate, tokens.csv and kubeconfigs, including kubeconfigs/node-NAME.kubeconfig
-                   for its own NAME); a control plane runs `minik8s bootstrap`
+                   certificate and kubeconfigs, including kubeconfigs/node-NAME.kubeconfig for its own
+                   NAME — never tokens.csv: the kubelet asks the apiserver about tokens); a control plane
+                   runs `minik8s bootstrap`
   --cluster-node   on a control plane: also issue kubelet credentials for node NAME (repeatable)
   --minik8s-bin    use this minik8s executable instead of building a venv in /opt/minik8s
   --root DIR       install into the staging root DIR (no users, no systemctl)
@@ -150,11 +151,11 @@ if [ -n "$CREDENTIALS" ]; then
     [ -f "$CREDENTIALS/pki/ca.crt" ] || die "--credentials $CREDENTIALS: no pki/ca.crt (run minik8s bootstrap there)"
     say "credentials from $CREDENTIALS"
     run mkdir -p "$ETC/pki" "$ETC/kubeconfigs"
-    files="pki/ca.crt tokens.csv"
+    files="pki/ca.crt"
     case $ROLE in
         node) files="$files pki/kubelet.crt pki/kubelet.key \
                      kubeconfigs/kube-proxy.kubeconfig kubeconfigs/minik8s-dns.kubeconfig" ;;
-        *) files="$files $(cd "$CREDENTIALS" && find pki kubeconfigs admin.kubeconfig -type f 2>/dev/null | sort)" ;;
+        *) files="$files tokens.csv $(cd "$CREDENTIALS" && find pki kubeconfigs admin.kubeconfig -type f 2>/dev/null | sort)" ;;
     esac
     for f in $files; do
         run install -m 0600 "$CREDENTIALS/$f" "$ETC/$f"

@@ -172,6 +172,7 @@ def test_node_role_needs_the_control_planes_credentials(tmp_path):
                   if p.is_file() and not p.name.endswith(".env")}
     assert "pki/kubelet.key" in node_files and "kubeconfigs/kube-proxy.kubeconfig" in node_files
     assert "pki/ca.key" not in node_files and "admin.kubeconfig" not in node_files
+    assert "tokens.csv" not in node_files and not any("kube-controller-manager" in f for f in node_files)
     assert sorted(p.name for p in (tmp_path / "node/etc/systemd/system").iterdir()) == [
         "minik8s-dns.service", "minik8s-kubelet.service", "minik8s-proxy.service"]
 

@@ -299,3 +299,46 @@ async def log_threads_gone(timeout: float = 5) -> bool:
             return False
         await asyncio.sleep(0.05)
     return True
+
+
+async def test_webhook_authentication_and_authorization_ask_the_apiserver(containers, pki, greeter, apiserver):
+    """A node without the cluster's token file: tokens go to the apiserver in TokenReviews and the caller's
+    rights on nodes/proxy of this node in SubjectAccessReviews (the real apiserver, the node's own identity)."""
+    from apiserver.pki import NODES_GROUP, node_identity
+    from client.kubeconfig import Config
+    from client.rest import AsyncClient
+
+    token = apiserver.add_identity(node_identity(NODE), [NODES_GROUP])
+    api = AsyncClient(Config(server=apiserver.url, token=token, ca_file=str(apiserver.ca)))
+    server = KubeletServer(docker=containers.client, node_name=NODE, bind_address="127.0.0.1", port=0,
+                           cert_file=str(pki.cert), key_file=str(pki.key), token_file=None, api=api)
+    await server.start()
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    role = f"kubelet-logs-{os.urandom(2).hex()}"
+    with apiserver.http() as admin:
+        # bob may read this node's logs through nodes/proxy; jane may not.
+        admin.post(f"{rbac}/clusterroles", json={"metadata": {"name": role}, "rules": [
+            {"apiGroups": [""], "resources": ["nodes/proxy"], "resourceNames": [NODE], "verbs": ["get"]}]})
+        admin.post(f"{rbac}/clusterrolebindings", json={"metadata": {"name": role}, "subjects": [
+            {"kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io"}],
+            "roleRef": {"kind": "ClusterRole", "name": role, "apiGroup": "rbac.authorization.k8s.io"}})
+    try:
+        url = f"https://127.0.0.1:{server.port}/containerLogs/{NS}/{greeter}/app"
+        bearer = lambda who: {"Authorization": f"Bearer {apiserver.tokens[who]}"}  # noqa: E731
+        async with httpx.AsyncClient(verify=pki.ssl, timeout=10) as c:
+            r = await c.get(url, headers=bearer("bob"))
+            assert r.status_code == 200 and "line-1" in r.text
+            r = await c.get(url, headers=bearer("jane"))
+            assert r.status_code == 403
+            assert r.json()["message"] == "Forbidden (user=jane, verb=get, resource=nodes, subresource=proxy)"
+            assert (await c.get(url, headers={"Authorization": "Bearer nope"})).status_code == 401
+            # The apiserver's own kubelet client (system:masters) and the admin pass as well.
+            assert (await c.get(url, headers=bearer("system:kube-apiserver-kubelet-client"))).status_code == 200
+            r = await c.get(f"https://127.0.0.1:{server.port}/metrics/resource", headers=bearer("bob"))
+            assert r.status_code == 403 and "subresource=metrics" in r.json()["message"]   # not nodes/metrics
+    finally:
+        await server.stop()
+        await api.aclose()
+        with apiserver.http() as admin:
+            admin.delete(f"{rbac}/clusterrolebindings/{role}")
+            admin.delete(f"{rbac}/clusterroles/{role}")
