@@ -187,19 +187,23 @@ class KubeletProxy:
         host, port = kubelet_address(node)
         return Target(namespace, name, chosen, node_name, host, port)
 
-    async def fetch(self, node: dict[str, Any], path: str) -> bytes:
-        """GET `path` from a node's kubelet (as the kubelet-client identity), bounded by the timeout."""
-        host, port = kubelet_address(node)
-        target = Target("", "", "", node["metadata"]["name"], host, port)
-        url = f"https://{f'[{host}]' if ':' in host else host}:{port}{path}"
+    async def _send(self, target: Target, req: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        """Send to a kubelet within the timeout; failures become the Status errors Kubernetes answers."""
         try:
-            r = await asyncio.wait_for(self.http.get(url, headers=self._headers()), self.timeout)
+            return await asyncio.wait_for(self.http.send(req, stream=stream), self.timeout)
         except (httpx.TimeoutException, TimeoutError) as e:
             raise unavailable(f"timed out waiting for {target.describe()}") from e
         except httpx.ConnectError as e:
             raise self._connect_error(target, e) from e
         except httpx.HTTPError as e:
             raise bad_gateway(f"error talking to {target.describe()}: {e}") from e
+
+    async def fetch(self, node: dict[str, Any], path: str) -> bytes:
+        """GET `path` from a node's kubelet (as the kubelet-client identity), bounded by the timeout."""
+        host, port = kubelet_address(node)
+        target = Target("", "", "", node["metadata"]["name"], host, port)
+        url = f"https://{f'[{host}]' if ':' in host else host}:{port}{path}"
+        r = await self._send(target, self.http.build_request("GET", url, headers=self._headers()))
         if r.status_code != 200:
             raise relayed(r.status_code, r.content, target)
         return r.content
@@ -212,14 +216,7 @@ class KubeletProxy:
         target = await self.locate(p["namespace"], p["name"], request.query_params.get("container"))
         req = self.http.build_request("GET", target.url("https", "containerLogs"), params=params,
                                       headers=self._headers())
-        try:
-            upstream = await asyncio.wait_for(self.http.send(req, stream=True), self.timeout)
-        except (httpx.TimeoutException, TimeoutError) as e:
-            raise unavailable(f"timed out waiting for {target.describe()}") from e
-        except httpx.ConnectError as e:
-            raise self._connect_error(target, e) from e
-        except httpx.HTTPError as e:
-            raise bad_gateway(f"error talking to {target.describe()}: {e}") from e
+        upstream = await self._send(target, req, stream=True)
         if upstream.status_code != 200:
             try:
                 body = await asyncio.wait_for(upstream.aread(), self.timeout)

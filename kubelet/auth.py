@@ -18,6 +18,7 @@ A token the static file knows is judged by the file; any other goes to the webho
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,8 +109,6 @@ class KubeletAuth:
                                          f"subresource={sub})")
 
     def _static_caller(self, token: str) -> Caller | None:
-        import hmac
-
         for known, caller in self.static.items():
             if hmac.compare_digest(known, token):
                 return caller

@@ -126,6 +126,24 @@ def namespace(http, request):
     return name
 
 
+@pytest.fixture
+def kubectl(apiserver, namespace, tmp_path):
+    """`kubectl(*args)`: the real kubectl as the admin in the test's namespace (skips where it is missing)."""
+    import shutil
+
+    from client.kubeconfig import write_kubeconfig
+
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed on this machine")
+    kubeconfig = tmp_path / "kubectl.kubeconfig"
+    write_kubeconfig(kubeconfig, server=apiserver.url, ca_pem=apiserver.ca.read_bytes(), token=apiserver.admin_token)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "-n", namespace, *args],
+                              capture_output=True, text=True, timeout=60)
+    return run
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     """A whole cluster (own etcd, apiserver, controller-manager, scheduler, two kubelets), started once

@@ -1,10 +1,4 @@
 """OpenAPI v3 discovery and server-side field validation, and kubectl apply against them."""
-import shutil
-import subprocess
-
-import pytest
-
-from client.kubeconfig import write_kubeconfig
 
 
 def test_openapi_v3_root_lists_group_versions_and_patch_takes_field_validation(http):
@@ -31,15 +25,8 @@ def test_strict_field_validation_rejects_unknown_and_duplicate_fields(http, name
     assert r.status_code == 400
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed on this machine")
-def test_kubectl_apply_create_and_get(apiserver, namespace, tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    write_kubeconfig(kubeconfig, server=apiserver.url, ca_pem=apiserver.ca.read_bytes(), token=apiserver.admin_token)
+def test_kubectl_apply_create_and_get(kubectl, tmp_path):
     manifest = tmp_path / "dep.yaml"
-
-    def kubectl(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "-n", namespace, *args],
-                              capture_output=True, text=True, timeout=60)
 
     def write(image: str) -> None:
         manifest.write_text(f"""apiVersion: apps/v1

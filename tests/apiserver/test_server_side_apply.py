@@ -1,12 +1,7 @@
 """Server-side apply and metadata.managedFields through the real apiserver (real etcd, HTTPS, tokens),
 and kubectl's `apply --server-side` against it."""
-import shutil
-import subprocess
 
-import pytest
 import yaml
-
-from client.kubeconfig import write_kubeconfig
 
 APPLY = {"Content-Type": "application/apply-patch+yaml"}
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -241,16 +236,9 @@ def test_every_kind_takes_apply(http, namespace):
     http.delete(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{namespace}-r")
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed on this machine")
-def test_kubectl_apply_server_side_twice_then_conflict_with_scale_and_force(apiserver, namespace, tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    write_kubeconfig(kubeconfig, server=apiserver.url, ca_pem=apiserver.ca.read_bytes(), token=apiserver.admin_token)
+def test_kubectl_apply_server_side_twice_then_conflict_with_scale_and_force(kubectl, tmp_path):
     manifest = tmp_path / "dep.yaml"
     manifest.write_text(yaml.safe_dump(deployment(replicas=2)))
-
-    def kubectl(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "-n", namespace, *args],
-                              capture_output=True, text=True, timeout=60)
 
     r = kubectl("apply", "--server-side", "-f", str(manifest))
     assert r.returncode == 0 and "serverside-applied" in r.stdout, r.stderr
@@ -270,15 +258,8 @@ def test_kubectl_apply_server_side_twice_then_conflict_with_scale_and_force(apis
     assert r.stdout == "2"
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed on this machine")
-def test_kubectl_moves_from_client_side_to_server_side_apply(apiserver, namespace, tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    write_kubeconfig(kubeconfig, server=apiserver.url, ca_pem=apiserver.ca.read_bytes(), token=apiserver.admin_token)
+def test_kubectl_moves_from_client_side_to_server_side_apply(kubectl, tmp_path):
     manifest = tmp_path / "dep.yaml"
-
-    def kubectl(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "-n", namespace, *args],
-                              capture_output=True, text=True, timeout=60)
 
     manifest.write_text(yaml.safe_dump(deployment(replicas=2)))
     r = kubectl("apply", "-f", str(manifest))
